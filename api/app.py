@@ -1,0 +1,61 @@
+"""FastAPI app factory. Engines, cache/bus and the Temporal client live on app.state, made in lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CollectorRegistry
+
+from api.errors import install_error_handlers
+from api.metrics import install_metrics
+from api.v1 import auth, depots, drivers, health, vehicles
+from waybill import __version__
+from waybill.resources import Resources
+from waybill.settings import Settings
+
+DESCRIPTION = """Waybill's REST API. Errors are RFC 9457 problem details with a machine `code`;
+lists are cursor-paginated (`next_cursor`); authenticate with `POST /api/v1/auth/login`."""
+
+
+def create_app(settings: Settings, resources: Resources | None = None) -> FastAPI:
+    """Build the app. Pass `resources` to share them (as `waybill dev` does); else the lifespan opens its own."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = resources is None
+        app.state.resources = resources or await Resources.open(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.resources.close()
+
+    app = FastAPI(
+        title="Waybill API",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    if resources is not None:
+        app.state.resources = resources
+    install_error_handlers(app)
+    install_metrics(app, CollectorRegistry())
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    app.include_router(health.router)
+    v1 = APIRouter(prefix="/api/v1")
+    for module in (auth, depots, vehicles, drivers):
+        v1.include_router(module.router)
+    app.include_router(v1)
+    return app

@@ -1,0 +1,104 @@
+"""Request dependencies: the database session, the caller, role checks, the Temporal client."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from api.errors import ProblemError
+from api.security.tokens import TokenError, TokenType
+from db.models import User
+from domain.roles import Role
+from waybill.resources import Resources
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/auth/login")
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    # Write endpoints commit explicitly; anything left uncommitted is rolled back on close.
+    async with resources.sessionmaker() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_temporal(resources: ResourcesDep) -> Client:
+    try:
+        return await resources.temporal.get()
+    except Exception:
+        raise ProblemError(503, "temporal_unavailable", "the workflow service is not reachable; retry shortly",
+                           headers={"Retry-After": "5"}) from None
+
+
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentUser:
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    role: Role
+    email: str
+    name: str
+
+
+def _unauthenticated(code: str, detail: str) -> ProblemError:
+    return ProblemError(401, code, detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+async def get_current_user(
+    resources: ResourcesDep,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> CurrentUser:
+    if credentials is None:
+        raise ProblemError(401, "unauthenticated", "send an access token as 'Authorization: Bearer <token>'",
+                           headers={"WWW-Authenticate": "Bearer"})
+    try:
+        claims = resources.tokens.verify(credentials.credentials, TokenType.ACCESS)
+    except TokenError as exc:
+        raise _unauthenticated(exc.code, exc.detail) from None
+    user = await session.get(User, claims.user_id)
+    # A deactivated user, or one whose role or organization changed, loses access at once.
+    if (
+        user is None
+        or not user.active
+        or user.organization_id != claims.organization_id
+        or user.role != claims.role.value
+    ):
+        raise _unauthenticated("invalid_token", "the token's user is no longer active")
+    if user.password_changed_at and claims.issued_at < user.password_changed_at.replace(microsecond=0):
+        raise _unauthenticated("token_revoked", "the password changed after this token was issued")
+    return CurrentUser(user.id, user.organization_id, Role(user.role), user.email, user.name)
+
+
+UserDep = Annotated[CurrentUser, Depends(get_current_user)]
+
+
+def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, CurrentUser]]:
+    """Dependency factory: the caller must hold one of `roles` (function-level authorization)."""
+    allowed = frozenset(roles)
+
+    async def _check(user: UserDep) -> CurrentUser:
+        if user.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise ProblemError(403, "forbidden", f"this action needs one of the roles: {names}")
+        return user
+
+    return _check

@@ -1,0 +1,1 @@
+"""Request and response bodies. Inputs forbid unknown fields (no mass assignment)."""

@@ -1,0 +1,140 @@
+"""JWT access and refresh tokens (RFC 8725 practices).
+
+The algorithm is pinned server-side, every registered claim is required, the token type is a claim
+so an access token never passes as a refresh token (nor the reverse), and keys are chosen by `kid`
+from a key ring, so a new key can be added and an old one retired by configuration alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import jwt
+
+from domain.ids import uuid7
+from domain.roles import Role
+from waybill.settings import Settings
+
+
+class TokenType(StrEnum):
+    ACCESS = "access"
+    REFRESH = "refresh"
+
+
+class TokenError(Exception):
+    """A token that cannot be accepted; `code` is the machine code clients see."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    user_id: uuid.UUID
+    organization_id: uuid.UUID
+    role: Role
+    type: TokenType
+    jti: uuid.UUID
+    issued_at: datetime
+    expires_at: datetime
+    family_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    jti: uuid.UUID
+    expires_at: datetime
+
+
+_REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti", "typ", "org", "role"]
+
+
+class TokenService:
+    def __init__(self, settings: Settings) -> None:
+        self._keys = dict(settings.jwt_keys)
+        self._kid = settings.jwt_active_kid
+        self._alg = settings.jwt_algorithm
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._ttl = {
+            TokenType.ACCESS: timedelta(seconds=settings.access_token_ttl_seconds),
+            TokenType.REFRESH: timedelta(seconds=settings.refresh_token_ttl_seconds),
+        }
+
+    def ttl(self, token_type: TokenType) -> timedelta:
+        return self._ttl[token_type]
+
+    def issue(
+        self,
+        *,
+        user_id: uuid.UUID,
+        organization_id: uuid.UUID,
+        role: Role,
+        token_type: TokenType,
+        family_id: uuid.UUID | None = None,
+        now: datetime | None = None,
+    ) -> IssuedToken:
+        issued = (now or datetime.now(UTC)).replace(microsecond=0)
+        expires = issued + self._ttl[token_type]
+        jti = uuid7()
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": str(user_id),
+            "org": str(organization_id),
+            "role": role.value,
+            "typ": token_type.value,
+            "jti": str(jti),
+            "iat": int(issued.timestamp()),
+            "exp": int(expires.timestamp()),
+        }
+        if family_id is not None:
+            claims["fam"] = str(family_id)
+        token = jwt.encode(claims, self._keys[self._kid], algorithm=self._alg, headers={"kid": self._kid})
+        return IssuedToken(token=token, jti=jti, expires_at=expires)
+
+    def verify(self, token: str, expected: TokenType) -> TokenClaims:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError:
+            raise TokenError("invalid_token", "the token is malformed") from None
+        kid = header.get("kid")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise TokenError("invalid_token", "the token was signed with an unknown or retired key")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[self._alg],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": _REQUIRED},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenError("token_expired", "the token has expired") from None
+        except jwt.PyJWTError as exc:
+            raise TokenError("invalid_token", f"the token is not valid: {exc}") from None
+        if claims.get("typ") != expected.value:
+            raise TokenError("wrong_token_type", f"a {expected.value} token is required here")
+        try:
+            return TokenClaims(
+                user_id=uuid.UUID(claims["sub"]),
+                organization_id=uuid.UUID(claims["org"]),
+                role=Role(claims["role"]),
+                type=expected,
+                jti=uuid.UUID(claims["jti"]),
+                issued_at=datetime.fromtimestamp(claims["iat"], UTC),
+                expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+                family_id=uuid.UUID(claims["fam"]) if "fam" in claims else None,
+            )
+        except (ValueError, TypeError, KeyError):
+            raise TokenError("invalid_token", "the token's claims are malformed") from None

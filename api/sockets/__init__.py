@@ -1,0 +1,1 @@
+"""The websockets server: driver and dispatcher protocols."""

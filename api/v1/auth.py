@@ -1,0 +1,110 @@
+"""Login, refresh-token rotation with reuse detection, logout, and the caller's own profile."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Response
+
+from api.deps import ResourcesDep, SessionDep, UserDep
+from api.errors import ProblemError
+from api.schemas.auth import LoginIn, MeOut, RefreshIn, TokenPair
+from api.security.passwords import verify_password
+from api.security.tokens import TokenError, TokenService, TokenType
+from db.models import Organization, RefreshToken, User
+from db.repositories.accounts import RefreshTokenRepository, find_login
+from db.repositories.fleet import DriverRepository
+from domain.ids import uuid7
+from domain.roles import Role
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+log = logging.getLogger(__name__)
+
+
+def _refresh_failed(code: str, detail: str) -> ProblemError:
+    return ProblemError(401, code, detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+async def _issue_pair(tokens: TokenService, repo: RefreshTokenRepository, user: User, family: uuid.UUID) -> TokenPair:
+    role = Role(user.role)
+    access = tokens.issue(user_id=user.id, organization_id=user.organization_id, role=role,
+                          token_type=TokenType.ACCESS)
+    refresh = tokens.issue(user_id=user.id, organization_id=user.organization_id, role=role,
+                           token_type=TokenType.REFRESH, family_id=family)
+    await repo.add(RefreshToken(id=refresh.jti, user_id=user.id, family_id=family, expires_at=refresh.expires_at))
+    return TokenPair(
+        access_token=access.token,
+        refresh_token=refresh.token,
+        expires_in=int(tokens.ttl(TokenType.ACCESS).total_seconds()),
+        refresh_expires_at=refresh.expires_at,
+    )
+
+
+@router.post("/login", response_model=TokenPair)
+async def login(body: LoginIn, resources: ResourcesDep, session: SessionDep) -> TokenPair:
+    user = await find_login(session, body.email)
+    ok = verify_password(user.password_hash if user else None, body.password)
+    if user is None or not ok or not user.active:
+        log.info("login failed", extra={"reason": "bad_credentials" if ok or user is None else "inactive"})
+        raise ProblemError(401, "invalid_credentials", "the e-mail or password is wrong")
+    pair = await _issue_pair(resources.tokens, RefreshTokenRepository(session), user, uuid7())
+    await session.commit()
+    log.info("login", extra={"user_id": str(user.id), "organization_id": str(user.organization_id)})
+    return pair
+
+
+@router.post("/refresh", response_model=TokenPair)
+async def refresh(body: RefreshIn, resources: ResourcesDep, session: SessionDep) -> TokenPair:
+    try:
+        claims = resources.tokens.verify(body.refresh_token, TokenType.REFRESH)
+    except TokenError as exc:
+        raise _refresh_failed(exc.code, exc.detail) from None
+    repo = RefreshTokenRepository(session)
+    now = datetime.now(UTC)
+    if not await repo.mark_used(claims.jti, now):
+        stored = await repo.get(claims.jti)
+        if stored is not None and stored.used_at is not None and stored.revoked_at is None:
+            # A rotated token came back: someone holds a copy. Revoke the whole family (RFC 9700 4.14.2).
+            await repo.revoke_family(stored.family_id, now)
+            await session.commit()
+            log.warning("refresh token reuse detected; family revoked",
+                        extra={"user_id": str(stored.user_id), "family_id": str(stored.family_id)})
+            raise _refresh_failed("refresh_token_reused", "this refresh token was already used; sign in again")
+        raise _refresh_failed("token_revoked", "this refresh token is no longer valid; sign in again")
+    user = await session.get(User, claims.user_id)
+    if user is None or not user.active or user.organization_id != claims.organization_id:
+        await session.rollback()
+        raise _refresh_failed("invalid_token", "the token's user is no longer active")
+    stored = await repo.get(claims.jti)
+    assert stored is not None  # mark_used just matched it
+    pair = await _issue_pair(resources.tokens, repo, user, stored.family_id)
+    await session.commit()
+    return pair
+
+
+@router.post("/logout", status_code=204)
+async def logout(body: RefreshIn, resources: ResourcesDep, session: SessionDep) -> Response:
+    """Revoke the refresh token's whole family (this device's session). Idempotent."""
+    try:
+        claims = resources.tokens.verify(body.refresh_token, TokenType.REFRESH)
+    except TokenError as exc:
+        raise _refresh_failed(exc.code, exc.detail) from None
+    repo = RefreshTokenRepository(session)
+    stored = await repo.get(claims.jti)
+    if stored is not None:
+        await repo.revoke_family(stored.family_id, datetime.now(UTC))
+        await session.commit()
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=MeOut)
+async def me(user: UserDep, session: SessionDep) -> MeOut:
+    org = await session.get(Organization, user.organization_id)
+    assert org is not None  # the user row references it
+    driver = await DriverRepository(session, user.organization_id).by_user(user.id)
+    return MeOut(
+        id=user.id, organization_id=user.organization_id, organization_name=org.name,
+        email=user.email, name=user.name, role=user.role, driver_id=driver.id if driver else None,
+    )

@@ -1,0 +1,40 @@
+"""Liveness and readiness. Readiness names each failing part so an operator knows where to look."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from api.errors import problem_response
+from waybill import __version__
+from waybill.resources import Resources
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", summary="Liveness: the process is up")
+async def health() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+async def _cache_ok(resources: Resources) -> bool:
+    try:
+        await asyncio.wait_for(resources.cache_bus.ping(), 3)
+        return True
+    except Exception:
+        return False
+
+
+@router.get("/ready", summary="Readiness: database, cache (if configured) and Temporal answer")
+async def ready(request: Request) -> JSONResponse:
+    resources: Resources = request.app.state.resources
+    names = ["database", "cache", "temporal"]
+    results = await asyncio.gather(resources.database_ok(), _cache_ok(resources), resources.temporal.healthy())
+    checks = {name: "ok" if ok else "failing" for name, ok in zip(names, results, strict=True)}
+    failing = [name for name, ok in zip(names, results, strict=True) if not ok]
+    if failing:
+        return problem_response(request, 503, "not_ready", f"not ready: {', '.join(failing)} failing",
+                                checks=checks, failing=failing, headers={"Retry-After": "5"})
+    return JSONResponse({"status": "ready", "checks": checks})

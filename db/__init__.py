@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, repositories, migrations, history store, cache and bus."""

@@ -1,0 +1,128 @@
+"""Cache and bus interface: KV cache, latest positions (GEO), pub/sub fan-out and rate limits.
+
+Redis in production; in-process structures as the embedded default, which only reach the same
+process (DESIGN.md "Consistency rules"). Values crossing the interface are JSON-compatible dicts
+or raw bytes, so both implementations behave the same.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any, NamedTuple, Protocol
+from uuid import UUID
+
+from domain.geo import LatLon
+
+# Redis GEO stores Web-Mercator-safe latitudes only; the in-process store refuses the same range.
+GEO_MAX_LAT = 85.05112878
+
+
+class Nearby(NamedTuple):
+    vehicle_id: UUID
+    distance_m: float
+
+
+class Message(NamedTuple):
+    channel: str
+    data: dict[str, Any]
+
+
+class RateDecision(NamedTuple):
+    allowed: bool
+    retry_after_seconds: float
+
+
+Subscription = AsyncIterator[Message]
+
+
+def encode_json(value: dict[str, Any]) -> bytes:
+    """Compact JSON; raises TypeError/ValueError for what would not round-trip."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a dict, got {type(value).__name__}")
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
+def check_ttl(ttl_seconds: float | None) -> None:
+    if ttl_seconds is not None and not (math.isfinite(ttl_seconds) and ttl_seconds > 0):
+        raise ValueError("ttl_seconds must be a positive number or None")
+
+
+def check_point(lat: float, lon: float) -> None:
+    LatLon(lat, lon)
+    if abs(lat) > GEO_MAX_LAT:
+        raise ValueError(f"latitude {lat} is outside ±{GEO_MAX_LAT} (GEO index limit)")
+
+
+def check_nearby(lat: float, lon: float, radius_m: float, limit: int) -> None:
+    check_point(lat, lon)
+    if not (math.isfinite(radius_m) and radius_m > 0):
+        raise ValueError("radius_m must be a positive number")
+    if limit < 1:
+        raise ValueError("limit must be >= 1")
+
+
+def check_rate(limit: int, window_seconds: float) -> None:
+    if limit < 1:
+        raise ValueError("limit must be >= 1")
+    if not (math.isfinite(window_seconds) and window_seconds > 0):
+        raise ValueError("window_seconds must be a positive number")
+
+
+def check_channels(channels: tuple[str, ...]) -> None:
+    if not channels:
+        raise ValueError("subscribe needs at least one channel")
+    if any(not isinstance(c, str) or not c for c in channels):
+        raise ValueError("channels must be non-empty strings")
+
+
+class KeyValueCache(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None:
+        """Store the value; with a TTL it disappears after that many seconds."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class LatestPositions(Protocol):
+    async def set_latest(
+        self, org_id: UUID, vehicle_id: UUID, lat: float, lon: float, data: dict[str, Any]
+    ) -> None:
+        """Record the vehicle's latest position; the caller decides whether it is newer."""
+        ...
+
+    async def get_latest(self, org_id: UUID, vehicle_id: UUID) -> dict[str, Any] | None: ...
+
+    async def nearby(
+        self, org_id: UUID, lat: float, lon: float, radius_m: float, limit: int = 50
+    ) -> list[Nearby]:
+        """Vehicles of the organization within radius_m, nearest first, at most limit."""
+        ...
+
+
+class Bus(Protocol):
+    async def publish(self, channel: str, message: dict[str, Any]) -> None:
+        """Fan out to current subscribers; never waits for a slow one."""
+        ...
+
+    def subscribe(self, *channels: str) -> AbstractAsyncContextManager[Subscription]:
+        """Messages published after entering the context, as (channel, data)."""
+        ...
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
+        """Count one hit in a sliding window; denied hits are not counted."""
+        ...
+
+
+class CacheBus(KeyValueCache, LatestPositions, Bus, RateLimiter, Protocol):
+    async def ping(self) -> None:
+        """Raise if the backing service does not answer."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,159 @@
+"""History store on the system-of-record database (the embedded default; SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Table, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.base import utcnow
+from db.history.base import DeliveryEvent, Position, check_range, dedupe_batch
+from db.models.history import DeliveryEventRow, PositionRow
+
+# 12 bound columns per row: stays far below SQLite's 32766 and PostgreSQL's 65535 parameters.
+INSERT_CHUNK = 500
+
+_POSITION_KEY = ["vehicle_id", "recorded_at", "seq"]
+_EVENT_KEY = ["workflow_id", "sequence"]
+
+
+def _insert_ignoring(dialect: str, table: Table, key: list[str]) -> Any:
+    """INSERT … ON CONFLICT (key) DO NOTHING for the dialect at hand.
+
+    Naming the conflict target keeps every other integrity error loud.
+    """
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=key)
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=key)
+    raise NotImplementedError(f"history store does not support the {dialect!r} dialect")
+
+
+class SqlHistoryStore:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+
+    @staticmethod
+    def _dialect(session: AsyncSession) -> str:
+        return session.get_bind().dialect.name
+
+    async def append_positions(self, batch: Sequence[Position]) -> int:
+        unique = dedupe_batch(batch)
+        if not unique:
+            return 0
+        received_at = utcnow()
+        rows = [
+            {
+                "organization_id": p.organization_id,
+                "vehicle_id": p.vehicle_id,
+                "driver_id": p.driver_id,
+                "seq": p.seq,
+                "recorded_at": p.recorded_at,
+                "received_at": received_at,
+                "lat": p.lat,
+                "lon": p.lon,
+                "accuracy_m": p.accuracy_m,
+                "speed_mps": p.speed_mps,
+                "heading_deg": p.heading_deg,
+            }
+            for p in unique
+        ]
+        table = PositionRow.__table__
+        assert isinstance(table, Table)
+        stored = 0
+        async with self._sessionmaker() as session, session.begin():
+            base = _insert_ignoring(self._dialect(session), table, _POSITION_KEY)
+            for start in range(0, len(rows), INSERT_CHUNK):
+                # RETURNING counts exactly the inserted rows; rowcount is unreliable for INSERTs.
+                stmt = base.values(rows[start : start + INSERT_CHUNK]).returning(table.c.id)
+                stored += len((await session.execute(stmt)).all())
+        return stored
+
+    async def positions(
+        self, organization_id: UUID, vehicle_id: UUID, since: datetime, until: datetime, limit: int = 1000
+    ) -> list[Position]:
+        start, end = check_range(since, until, limit)
+        stmt = (
+            select(PositionRow)
+            .where(
+                PositionRow.organization_id == organization_id,
+                PositionRow.vehicle_id == vehicle_id,
+                PositionRow.recorded_at >= start,
+                PositionRow.recorded_at < end,
+            )
+            .order_by(PositionRow.recorded_at, PositionRow.seq)
+            .limit(limit)
+        )
+        async with self._sessionmaker() as session:
+            rows = (await session.scalars(stmt)).all()
+        return [
+            Position(
+                organization_id=r.organization_id,
+                vehicle_id=r.vehicle_id,
+                driver_id=r.driver_id,
+                seq=r.seq,
+                recorded_at=r.recorded_at,
+                lat=r.lat,
+                lon=r.lon,
+                accuracy_m=r.accuracy_m,
+                speed_mps=r.speed_mps,
+                heading_deg=r.heading_deg,
+            )
+            for r in rows
+        ]
+
+    async def append_event(self, event: DeliveryEvent) -> bool:
+        table = DeliveryEventRow.__table__
+        assert isinstance(table, Table)
+        row = {
+            "organization_id": event.organization_id,
+            "delivery_id": event.delivery_id,
+            "workflow_id": event.workflow_id,
+            "sequence": event.sequence,
+            "type": event.type,
+            "occurred_at": event.occurred_at,
+            "actor": event.actor,
+            "data": event.data,
+        }
+        async with self._sessionmaker() as session, session.begin():
+            stmt = (
+                _insert_ignoring(self._dialect(session), table, _EVENT_KEY).values(row).returning(table.c.id)
+            )
+            return (await session.execute(stmt)).first() is not None
+
+    async def events(self, organization_id: UUID, delivery_id: UUID) -> list[DeliveryEvent]:
+        stmt = (
+            select(DeliveryEventRow)
+            .where(
+                DeliveryEventRow.organization_id == organization_id,
+                DeliveryEventRow.delivery_id == delivery_id,
+            )
+            .order_by(DeliveryEventRow.sequence, DeliveryEventRow.workflow_id)
+        )
+        async with self._sessionmaker() as session:
+            rows = (await session.scalars(stmt)).all()
+        return [
+            DeliveryEvent(
+                organization_id=r.organization_id,
+                delivery_id=r.delivery_id,
+                workflow_id=r.workflow_id,
+                sequence=r.sequence,
+                type=r.type,
+                occurred_at=r.occurred_at,
+                actor=r.actor,
+                data=dict(r.data),
+            )
+            for r in rows
+        ]
+
+    async def ping(self) -> None:
+        async with self._sessionmaker() as session:
+            await session.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        """Nothing to release: the engine belongs to whoever built the sessionmaker."""

@@ -1,0 +1,11 @@
+"""ORM models; importing this package registers every table on Base.metadata."""
+
+from db.models.depot import Depot
+from db.models.driver import Driver
+from db.models.history import DeliveryEventRow, PositionRow
+from db.models.organization import Organization
+from db.models.token import RefreshToken
+from db.models.user import User
+from db.models.vehicle import Vehicle
+
+__all__ = ["DeliveryEventRow", "Depot", "Driver", "Organization", "PositionRow", "RefreshToken", "User", "Vehicle"]

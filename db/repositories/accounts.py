@@ -1,0 +1,82 @@
+"""Organizations, users and refresh tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Organization, RefreshToken, User
+from db.repositories.base import OrgScopedRepository
+
+
+class OrganizationRepository:
+    """Organizations are the tenancy boundary itself, so this one is not org-scoped."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def by_slug(self, slug: str) -> Organization | None:
+        result = await self.session.execute(select(Organization).where(Organization.slug == slug))
+        return result.scalar_one_or_none()
+
+    async def get(self, ident: uuid.UUID) -> Organization | None:
+        return await self.session.get(Organization, ident)
+
+    async def add(self, org: Organization) -> Organization:
+        self.session.add(org)
+        await self.session.flush()
+        return org
+
+
+class UserRepository(OrgScopedRepository[User]):
+    model = User
+
+    async def by_email(self, email: str) -> User | None:
+        return (await self.session.scalars(self._scoped().where(User.email == email.lower()))).one_or_none()
+
+
+async def find_login(session: AsyncSession, email: str) -> User | None:
+    """The user for a login attempt; the only lookup not scoped (the organization is not known yet)."""
+    result = await session.execute(select(User).where(User.email == email.strip().lower()))
+    return result.scalar_one_or_none()
+
+
+class RefreshTokenRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, token: RefreshToken) -> None:
+        self.session.add(token)
+        await self.session.flush()
+
+    async def get(self, jti: uuid.UUID) -> RefreshToken | None:
+        return await self.session.get(RefreshToken, jti)
+
+    async def mark_used(self, jti: uuid.UUID, now: datetime) -> bool:
+        """Atomically claim a token for rotation: False if it was already used or revoked."""
+        stmt = (
+            update(RefreshToken)
+            .where(RefreshToken.id == jti, RefreshToken.used_at.is_(None), RefreshToken.revoked_at.is_(None))
+            .values(used_at=now)
+        )
+        result = await self.session.execute(stmt)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def revoke_family(self, family_id: uuid.UUID, now: datetime) -> None:
+        stmt = (
+            update(RefreshToken)
+            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        await self.session.execute(stmt)
+
+    async def revoke_user(self, user_id: uuid.UUID, now: datetime) -> None:
+        stmt = (
+            update(RefreshToken)
+            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        await self.session.execute(stmt)

@@ -1,0 +1,59 @@
+"""A real API server on a loopback port, over each SQL backend, with the Temporal dev server behind it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import WorkflowEnvironment
+
+from domain.roles import Role
+from tests.support import PASSWORD, Tenant, free_port, make_tenant, test_settings
+from waybill.resources import Resources
+from waybill.services import ApiService
+from workers.client import TemporalConnector
+
+
+@pytest.fixture(scope="session")
+async def api_resources(database_url: str, dev_env: WorkflowEnvironment) -> AsyncIterator[Resources]:
+    settings = test_settings(database_url=database_url, access_token_ttl_seconds=60)
+    resources = await Resources.open(settings, TemporalConnector(settings, dev_env.client))
+    yield resources
+    await resources.close()
+
+
+@pytest.fixture(scope="session")
+async def api_url(api_resources: Resources) -> AsyncIterator[str]:
+    port = free_port()
+    service = ApiService(api_resources, "127.0.0.1", port)
+    await service.start()
+    yield f"http://127.0.0.1:{port}"
+    await service.stop()
+
+
+@pytest.fixture
+async def http(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def tenant(sessionmaker: async_sessionmaker[AsyncSession]) -> Tenant:
+    return await make_tenant(sessionmaker)
+
+
+LoginFn = Callable[[Tenant, Role], Awaitable[dict[str, str]]]
+
+
+@pytest.fixture
+def login(http: httpx.AsyncClient) -> LoginFn:
+    """Log in as the tenant's user with `role`; returns the Authorization header."""
+
+    async def _login(tenant: Tenant, role: Role) -> dict[str, str]:
+        r = await http.post("/api/v1/auth/login", json={"email": tenant.emails[role], "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    return _login

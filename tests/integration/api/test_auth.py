@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import jwt
+
+from api.security.tokens import TokenService, TokenType
+from domain.roles import Role
+from tests.integration.api.conftest import LoginFn
+from tests.support import PASSWORD, Tenant
+from waybill.resources import Resources
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(r: httpx.Response, status: int, code: str) -> dict[str, object]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, object] = r.json()
+    assert body["code"] == code
+    assert body["status"] == status
+    assert body["title"] and body["detail"]
+    return body
+
+
+async def test_login_then_me(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    r = await http.post("/api/v1/auth/login", json={"email": tenant.emails[Role.DISPATCHER], "password": PASSWORD})
+    assert r.status_code == 200
+    pair = r.json()
+    assert pair["token_type"] == "Bearer" and pair["expires_in"] == 60
+    me = await http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {pair['access_token']}"})
+    assert me.status_code == 200
+    body = me.json()
+    assert body["email"] == tenant.emails[Role.DISPATCHER]
+    assert body["role"] == "dispatcher"
+    assert body["organization_id"] == str(tenant.organization_id)
+
+
+async def test_login_email_is_case_insensitive(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    r = await http.post("/api/v1/auth/login",
+                        json={"email": tenant.emails[Role.ADMIN].upper(), "password": PASSWORD})
+    assert r.status_code == 200
+
+
+async def test_bad_login_is_401_problem(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    wrong = await http.post("/api/v1/auth/login", json={"email": tenant.emails[Role.ADMIN], "password": "nope-nope"})
+    unknown = await http.post("/api/v1/auth/login", json={"email": "ghost@example.test", "password": "nope-nope"})
+    # Same answer whether the account exists or not: no user enumeration.
+    assert assert_problem(wrong, 401, "invalid_credentials")["detail"] == \
+        assert_problem(unknown, 401, "invalid_credentials")["detail"]
+
+
+async def test_expired_token_is_401(http: httpx.AsyncClient, tenant: Tenant, api_resources: Resources) -> None:
+    past = datetime.now(UTC) - timedelta(hours=1)
+    token = api_resources.tokens.issue(user_id=tenant.user_ids[Role.ADMIN], organization_id=tenant.organization_id,
+                                       role=Role.ADMIN, token_type=TokenType.ACCESS, now=past).token
+    r = await http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert_problem(r, 401, "token_expired")
+    assert "Bearer" in r.headers["www-authenticate"]
+
+
+async def test_missing_and_garbage_tokens(http: httpx.AsyncClient) -> None:
+    assert_problem(await http.get("/api/v1/auth/me"), 401, "unauthenticated")
+    assert_problem(await http.get("/api/v1/auth/me", headers={"Authorization": "Bearer abc.def"}), 401,
+                   "invalid_token")
+
+
+async def test_forged_and_none_alg_tokens_rejected(
+    http: httpx.AsyncClient, tenant: Tenant, api_resources: Resources
+) -> None:
+    s = api_resources.settings
+    now = int(datetime.now(UTC).timestamp())
+    claims = {"iss": s.jwt_issuer, "aud": s.jwt_audience, "sub": str(tenant.user_ids[Role.ADMIN]),
+              "org": str(tenant.organization_id), "role": "admin", "typ": "access", "jti": "x",
+              "iat": now, "exp": now + 60}
+    forged = jwt.encode(claims, "some-other-secret-of-sufficient-length!!", algorithm="HS256",
+                        headers={"kid": s.jwt_active_kid})
+    unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": s.jwt_active_kid})
+    for token in (forged, unsigned):
+        assert_problem(await http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}),
+                       401, "invalid_token")
+
+
+async def test_refresh_token_cannot_be_used_as_access(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    pair = (await http.post("/api/v1/auth/login",
+                            json={"email": tenant.emails[Role.ADMIN], "password": PASSWORD})).json()
+    r = await http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {pair['refresh_token']}"})
+    assert_problem(r, 401, "wrong_token_type")
+    r = await http.post("/api/v1/auth/refresh", json={"refresh_token": pair["access_token"]})
+    assert_problem(r, 401, "wrong_token_type")
+
+
+async def test_refresh_rotates_and_reuse_revokes_family(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    first = (await http.post("/api/v1/auth/login",
+                             json={"email": tenant.emails[Role.DRIVER], "password": PASSWORD})).json()
+    r = await http.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert r.status_code == 200
+    second = r.json()
+    assert second["refresh_token"] != first["refresh_token"]
+    # The old token comes back: reuse is detected and the newest token dies with it.
+    assert_problem(await http.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}),
+                   401, "refresh_token_reused")
+    assert_problem(await http.post("/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}),
+                   401, "token_revoked")
+
+
+async def test_logout_revokes_refresh(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    pair = (await http.post("/api/v1/auth/login",
+                            json={"email": tenant.emails[Role.VIEWER], "password": PASSWORD})).json()
+    assert (await http.post("/api/v1/auth/logout", json={"refresh_token": pair["refresh_token"]})).status_code == 204
+    assert_problem(await http.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}),
+                   401, "token_revoked")
+
+
+async def test_unknown_kid_rejected(http: httpx.AsyncClient, tenant: Tenant, api_resources: Resources) -> None:
+    other = TokenService(api_resources.settings.model_copy(update={"jwt_keys": {"old": "x" * 40},
+                                                                    "jwt_active_kid": "old"}))
+    token = other.issue(user_id=tenant.user_ids[Role.ADMIN], organization_id=tenant.organization_id,
+                        role=Role.ADMIN, token_type=TokenType.ACCESS).token
+    body = assert_problem(await http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}),
+                          401, "invalid_token")
+    assert "unknown or retired key" in str(body["detail"])
+
+
+async def test_me_for_driver_shows_no_driver_link_until_created(
+    http: httpx.AsyncClient, tenant: Tenant, login: LoginFn
+) -> None:
+    me = await http.get("/api/v1/auth/me", headers=await login(tenant, Role.DRIVER))
+    assert me.json()["driver_id"] is None

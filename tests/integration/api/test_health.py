@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import httpx
+
+from tests.integration.api.test_auth import assert_problem
+from tests.support import free_port
+from waybill.resources import Resources
+from waybill.services import ApiService
+from workers.client import TemporalConnector
+
+
+async def test_health_ready_metrics(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/health")).json()["status"] == "ok"
+    ready = await http.get("/ready")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"database": "ok", "cache": "ok", "temporal": "ok"}
+    metrics = (await http.get("/metrics")).text
+    assert 'waybill_http_requests_total{method="GET",route="/ready",status="200"}' in metrics
+
+
+async def test_openapi_docs_served(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/api/docs")).status_code == 200
+    spec = (await http.get("/api/openapi.json")).json()
+    assert "/api/v1/auth/login" in spec["paths"]
+
+
+async def test_unknown_route_is_problem(http: httpx.AsyncClient) -> None:
+    assert_problem(await http.get("/api/v1/nope"), 404, "not_found")
+    assert_problem(await http.put("/health"), 405, "method_not_allowed")
+
+
+async def test_ready_names_temporal_when_it_is_down(api_resources: Resources) -> None:
+    settings = api_resources.settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    broken = Resources(
+        settings=settings, engine=api_resources.engine, sessionmaker=api_resources.sessionmaker,
+        cache_bus=api_resources.cache_bus, history=api_resources.history,
+        temporal=TemporalConnector(settings), tokens=api_resources.tokens,
+    )
+    port = free_port()
+    service = ApiService(broken, "127.0.0.1", port)
+    await service.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+            body = assert_problem(await client.get("/ready"), 503, "not_ready")
+    finally:
+        await service.stop()
+    assert body["failing"] == ["temporal"]

@@ -1,0 +1,25 @@
+"""Saved histories from real runs must replay against today's workflow code (determinism check)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from workflows.system_check import SystemCheckWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+WORKFLOWS = [SystemCheckWorkflow]
+
+
+def test_histories_are_present() -> None:
+    assert HISTORIES, "no saved histories: run `python -m tests.replay.record`"
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    result = await Replayer(workflows=WORKFLOWS).replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None

@@ -1,0 +1,154 @@
+"""The `waybill` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from waybill import __version__
+from waybill.logging import configure_logging
+from waybill.ports import PortClaim, PortInUse, ensure_ports_free
+from waybill.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("waybill")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="waybill", description="Waybill: live fleet tracking and delivery on Temporal")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    dev = sub.add_parser("dev", help="run everything in one process (bundled Temporal, SQLite, in-process bus)")
+    dev.add_argument("--no-seed", action="store_true", help="do not create the demo organization")
+    sub.add_parser("api", help="run the REST API (needs REDIS_URL)")
+    sub.add_parser("sockets", help="run the WebSocket server (needs REDIS_URL)")
+    worker = sub.add_parser("worker", help="run Temporal workers (needs REDIS_URL)")
+    worker.add_argument("--queue", choices=["all", "default", "routing"], default="all",
+                        help="which task queue(s) to poll (default: all)")
+    mig = sub.add_parser("migrate", help="apply database migrations")
+    mig.add_argument("--revision", default="head", help="target revision (default: head)")
+    sub.add_parser("seed", help="create the demo organization and print its credentials")
+    sub.add_parser("check", help="run the system-check workflow through a worker and print its report")
+    sub.add_parser("version", help="print the version")
+    return p
+
+
+def _require_shared_bus(settings: Settings, role: str) -> None:
+    if settings.uses_embedded_bus:
+        raise ConfigError(
+            f"`waybill {role}` alone needs REDIS_URL: the in-process bus cannot reach the other processes. "
+            "Set REDIS_URL, or run `waybill dev` to start everything in one process."
+        )
+
+
+async def _run_role(settings: Settings, role: str, queue: str) -> int:
+    from waybill.resources import Resources
+    from waybill.services import ApiService, Service, SocketService, WorkerService, run_services
+
+    resources = await Resources.open(settings)
+    try:
+        service: Service
+        if role == "api":
+            service = ApiService(resources, settings.api_host, settings.api_port)
+        elif role == "sockets":
+            service = SocketService(resources, settings.sockets_host, settings.sockets_port)
+        else:
+            service = WorkerService(resources, ["default", "routing"] if queue == "all" else [queue])
+        return await run_services([service], on_started=lambda: log.info("%s started", role))
+    finally:
+        await resources.close()
+
+
+async def _seed(settings: Settings) -> int:
+    from db.migrate import upgrade
+    from db.session import create_engine, create_sessionmaker
+    from waybill.seed import format_credentials, seed_demo
+
+    await asyncio.to_thread(upgrade, settings.sync_database_url)
+    engine = create_engine(settings.async_database_url)
+    try:
+        result = await seed_demo(create_sessionmaker(engine), dev=settings.is_dev)
+    finally:
+        await engine.dispose()
+    sys.stdout.write(format_credentials(result) + "\n")
+    return 0
+
+
+async def _check(settings: Settings) -> int:
+    from dataclasses import asdict
+
+    from domain.health import SystemCheckInput
+    from domain.ids import uuid7
+    from workers.client import connect
+    from workflows.system_check import SystemCheckWorkflow
+
+    client = await connect(settings)
+    result = await client.execute_workflow(
+        SystemCheckWorkflow.run, SystemCheckInput(requested_by="cli"),
+        id=f"system-check-{uuid7()}", task_queue=settings.temporal_task_queue,
+    )
+    sys.stdout.write(json.dumps(asdict(result), default=str, indent=2) + "\n")
+    return 0 if result.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        sys.stdout.write(f"waybill {__version__}\n")
+        return 0
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level, settings.log_format)
+        if args.command == "dev":
+            from waybill.dev import run_dev
+
+            return asyncio.run(run_dev(settings, seed=not args.no_seed))
+        if args.command in ("api", "sockets", "worker"):
+            _require_shared_bus(settings, args.command)
+            if args.command == "api":
+                ensure_ports_free(settings.api_host, [PortClaim(settings.api_port, "API", "WAYBILL_API_PORT")])
+            if args.command == "sockets":
+                ensure_ports_free(settings.sockets_host,
+                                  [PortClaim(settings.sockets_port, "sockets", "WAYBILL_SOCKETS_PORT")])
+            return asyncio.run(_run_role(settings, args.command, getattr(args, "queue", "all")))
+        if args.command == "migrate":
+            from db.migrate import upgrade
+
+            upgrade(settings.sync_database_url, args.revision)
+            sys.stdout.write(f"database is at revision {args.revision}\n")
+            return 0
+        if args.command == "seed":
+            return asyncio.run(_seed(settings))
+        if args.command == "check":
+            return asyncio.run(_check(settings))
+    except (ConfigError, PortInUse) as exc:
+        sys.stderr.write(f"waybill: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+# Commands that hold a Temporal client. Its Rust runtime threads can outlive the event loop and
+# abort CPython's finalization ("PyGILState_Release: thread state ... must be current";
+# temporalio/sdk-python#300), so after a clean shutdown these exit without interpreter teardown.
+_TEMPORAL_COMMANDS = {"dev", "api", "sockets", "worker", "check"}
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    if argv and argv[0] in _TEMPORAL_COMMANDS:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    entry()

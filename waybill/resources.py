@@ -1,0 +1,59 @@
+"""The long-lived handles a process needs: database engine, cache and bus, history store, Temporal.
+
+Built once per process (or once for all three roles under `waybill dev`, where the in-process bus
+must be shared) and passed to the API, the socket server and the worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from api.security.tokens import TokenService
+from db.bus.base import CacheBus
+from db.bus.factory import create_cache_bus
+from db.history.base import HistoryStore
+from db.history.factory import create_history_store
+from db.session import create_engine, create_sessionmaker
+from waybill.settings import Settings
+from workers.client import TemporalConnector
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    cache_bus: CacheBus
+    history: HistoryStore
+    temporal: TemporalConnector
+    tokens: TokenService
+
+    @classmethod
+    async def open(cls, settings: Settings, temporal: TemporalConnector | None = None) -> Resources:
+        engine = create_engine(settings.async_database_url, pool_size=settings.db_pool_size)
+        sessionmaker = create_sessionmaker(engine)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessionmaker=sessionmaker,
+            cache_bus=create_cache_bus(settings),
+            history=create_history_store(settings, sessionmaker),
+            temporal=temporal or TemporalConnector(settings),
+            tokens=TokenService(settings),
+        )
+
+    async def database_ok(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        await self.history.close()
+        await self.cache_bus.close()
+        await self.engine.dispose()

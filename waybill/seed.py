@@ -1,0 +1,93 @@
+"""`waybill seed`: a demo organization with a user per role, a depot, vehicles and drivers."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import time
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.security.passwords import hash_password
+from db.models import Depot, Driver, Organization, User, Vehicle
+from db.repositories.accounts import OrganizationRepository
+from domain.roles import Role
+
+DEMO_SLUG = "demo"
+DEMO_DOMAIN = "demo.waybill.test"
+DEV_PASSWORD = "waybill-demo"  # only in development; production seeds get random passwords
+
+
+@dataclass(frozen=True)
+class Credential:
+    role: Role
+    email: str
+    password: str | None  # None: already seeded, password not recoverable
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    created: bool
+    organization: str
+    credentials: list[Credential]
+
+
+ACCOUNTS = [
+    (Role.ADMIN, "admin", "Ada Admin"),
+    (Role.DISPATCHER, "dispatcher", "Dana Dispatcher"),
+    (Role.VIEWER, "viewer", "Vic Viewer"),
+    (Role.DRIVER, "driver1", "Dario Driver"),
+    (Role.DRIVER, "driver2", "Dora Driver"),
+]
+
+
+async def seed_demo(sessionmaker: async_sessionmaker[AsyncSession], *, dev: bool) -> SeedResult:
+    async with sessionmaker() as session:
+        orgs = OrganizationRepository(session)
+        existing = await orgs.by_slug(DEMO_SLUG)
+        if existing is not None:
+            known = [
+                Credential(role, f"{local}@{DEMO_DOMAIN}", DEV_PASSWORD if dev else None)
+                for role, local, _ in ACCOUNTS
+            ]
+            return SeedResult(False, existing.name, known)
+
+        org = await orgs.add(Organization(name="Demo Logistics", slug=DEMO_SLUG))
+        creds: list[Credential] = []
+        users: dict[str, User] = {}
+        for role, local, name in ACCOUNTS:
+            password = DEV_PASSWORD if dev else secrets.token_urlsafe(12)
+            email = f"{local}@{DEMO_DOMAIN}"
+            users[local] = User(organization_id=org.id, email=email, name=name, role=role.value,
+                                password_hash=hash_password(password))
+            session.add(users[local])
+            creds.append(Credential(role, email, password))
+        depot = Depot(organization_id=org.id, name="Berlin Mitte", address="Alexanderplatz 1, 10178 Berlin",
+                      lat=52.5219, lon=13.4132, timezone="Europe/Berlin")
+        session.add(depot)
+        await session.flush()
+        vehicles = [
+            Vehicle(organization_id=org.id, name=f"Van {n}", plate=f"B-WB {100 + n}", profile="van",
+                    capacity_weight_kg=800, capacity_volume_m3=6, capacity_units=60,
+                    skills=["fragile"] if n == 1 else [], home_depot_id=depot.id,
+                    shift_start=time(8, 0), shift_end=time(17, 0))
+            for n in (1, 2, 3)
+        ]
+        session.add_all(vehicles)
+        await session.flush()
+        for i, local in enumerate(("driver1", "driver2")):
+            u = users[local]
+            session.add(Driver(organization_id=org.id, name=u.name, email=u.email, phone=f"+49 30 5550{i}01",
+                               user_id=u.id, vehicle_id=vehicles[i].id))
+        await session.commit()
+        return SeedResult(True, org.name, creds)
+
+
+def format_credentials(result: SeedResult) -> str:
+    head = "Seeded" if result.created else "Already seeded"
+    lines = [f"{head}: organization '{result.organization}'", ""]
+    width = max(len(c.email) for c in result.credentials)
+    for c in result.credentials:
+        pw = c.password if c.password is not None else "(set when first seeded)"
+        lines.append(f"  {c.role.value:<10}  {c.email:<{width}}  {pw}")
+    return "\n".join(lines)

@@ -1,0 +1,213 @@
+"""The one Settings class. Read in entry points and passed down; nothing reads the environment elsewhere.
+
+Store URLs left unset select the embedded defaults (SQLite file, in-process cache and bus, history in
+the SQL database); see DESIGN.md "Stores". Every variable is listed in .env.example.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEV_JWT_SECRET = "waybill-dev-secret-change-me-0000000000000000"  # noqa: S105 - refused outside dev
+MIN_SECRET_BYTES = 32
+
+
+class ConfigError(ValueError):
+    """Configuration that Waybill refuses to start with; the message says what to change."""
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+def _alias(*names: str) -> Any:
+    return AliasChoices(*names)
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WAYBILL_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    env: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Path(".waybill")
+    log_level: str = "INFO"
+    log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
+
+    # Processes
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    sockets_host: str = "127.0.0.1"
+    sockets_port: int = Field(default=8001, ge=1, le=65535)
+    public_base_url: str = "http://localhost:8000"
+
+    # Stores: unset selects the embedded default.
+    database_url: str | None = Field(default=None, validation_alias=_alias("DATABASE_URL", "WAYBILL_DATABASE_URL"))
+    redis_url: str | None = Field(default=None, validation_alias=_alias("REDIS_URL", "WAYBILL_REDIS_URL"))
+    redis_prefix: str = "waybill:"
+    mongodb_url: str | None = Field(default=None, validation_alias=_alias("MONGODB_URL", "WAYBILL_MONGODB_URL"))
+    mongodb_database: str = "waybill"
+    db_pool_size: int = Field(default=10, ge=1)
+
+    # Temporal
+    temporal_address: str | None = Field(
+        default=None, validation_alias=_alias("TEMPORAL_ADDRESS", "WAYBILL_TEMPORAL_ADDRESS")
+    )
+    temporal_namespace: str = Field(
+        default="default", validation_alias=_alias("TEMPORAL_NAMESPACE", "WAYBILL_TEMPORAL_NAMESPACE")
+    )
+    temporal_task_queue: str = "waybill"
+    temporal_routing_task_queue: str = "waybill-routing"
+    temporal_dev_port: int = Field(default=7233, ge=1, le=65535)
+    temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
+    worker_activity_threads: int = Field(default=16, ge=1)
+
+    # Auth
+    jwt_keys: Annotated[dict[str, str], Field(default_factory=lambda: {"dev": DEV_JWT_SECRET})]
+    jwt_active_kid: str = "dev"
+    jwt_algorithm: str = Field(default="HS256", pattern="^HS(256|384|512)$")
+    jwt_issuer: str = "waybill"
+    jwt_audience: str = "waybill-api"
+    access_token_ttl_seconds: int = Field(default=900, ge=30)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+
+    # HTTP
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    default_page_size: int = Field(default=50, ge=1)
+    max_page_size: int = Field(default=200, ge=1)
+
+    # Sockets
+    ws_auth_timeout_seconds: float = Field(default=5.0, gt=0)
+    ws_ping_interval_seconds: float = Field(default=25.0, gt=0)
+    ws_ping_timeout_seconds: float = Field(default=30.0, gt=0)
+    ws_max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
+    ws_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_origins", "ws_allowed_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _refuse_insecure(self) -> Settings:
+        if self.jwt_active_kid not in self.jwt_keys:
+            raise ConfigError(
+                f"WAYBILL_JWT_ACTIVE_KID={self.jwt_active_kid!r} names no key in WAYBILL_JWT_KEYS "
+                f"(known: {', '.join(sorted(self.jwt_keys)) or 'none'})"
+            )
+        if self.default_page_size > self.max_page_size:
+            raise ConfigError("WAYBILL_DEFAULT_PAGE_SIZE must not exceed WAYBILL_MAX_PAGE_SIZE")
+        if self.env is Environment.PRODUCTION:
+            for kid, secret in self.jwt_keys.items():
+                if secret == DEV_JWT_SECRET:
+                    raise ConfigError(
+                        f"JWT key {kid!r} is the built-in development secret; set WAYBILL_JWT_KEYS to "
+                        'your own keys (e.g. {"k1": "<32+ random bytes>"}) before running with '
+                        "WAYBILL_ENV=production"
+                    )
+                if len(secret.encode()) < MIN_SECRET_BYTES:
+                    raise ConfigError(
+                        f"JWT key {kid!r} is shorter than {MIN_SECRET_BYTES} bytes; "
+                        "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+                    )
+        return self
+
+    # Derived values -------------------------------------------------------------------------
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env is not Environment.PRODUCTION
+
+    @property
+    def uses_embedded_bus(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "waybill.db"
+
+    @property
+    def async_database_url(self) -> str:
+        return to_async_url(self.database_url or f"sqlite:///{self.sqlite_path}")
+
+    @property
+    def sync_database_url(self) -> str:
+        return to_sync_url(self.database_url or f"sqlite:///{self.sqlite_path}")
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_dev_port}"
+
+    @property
+    def database_label(self) -> str:
+        return "postgresql" if self.async_database_url.startswith("postgresql") else "sqlite"
+
+
+def _scheme_split(url: str) -> tuple[str, str]:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError(f"database URL {redact_url(url)!r} has no scheme (postgresql:// or sqlite:///)")
+    return scheme.split("+", 1)[0], rest
+
+
+def to_async_url(url: str) -> str:
+    """postgresql://… → postgresql+psycopg://…, sqlite:///… → sqlite+aiosqlite:///…"""
+    base, rest = _scheme_split(url)
+    if base in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    if base == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    raise ConfigError(f"unsupported database {base!r}: use PostgreSQL (postgresql://) or SQLite (sqlite:///)")
+
+
+def to_sync_url(url: str) -> str:
+    """The same database through a synchronous driver (Alembic migrations, the backup tools)."""
+    base, rest = _scheme_split(url)
+    if base in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    if base == "sqlite":
+        return f"sqlite://{rest}"
+    raise ConfigError(f"unsupported database {base!r}: use PostgreSQL (postgresql://) or SQLite (sqlite:///)")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, safe for logs and error messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, at, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (and .env), turning validation failures into ConfigError."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "settings"
+            ctx_error = (err.get("ctx") or {}).get("error")
+            msg = str(ctx_error) if isinstance(ctx_error, ConfigError) else err["msg"]
+            problems.append(f"{loc}: {msg}" if loc != "settings" else msg)
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

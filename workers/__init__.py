@@ -1,0 +1,1 @@
+"""Temporal client connection and worker composition (which workflows/activities on which queue)."""

@@ -1,0 +1,68 @@
+"""Which workflows and activities run on which task queue.
+
+`default` carries workflows and I/O activities; `routing` carries the CPU-heavy optimizer (its
+activities arrive with route optimization). A queue with nothing registered is not started.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.system_check import SystemCheckActivities
+from waybill.resources import Resources
+from workflows.system_check import SystemCheckWorkflow
+
+QUEUE_NAMES = ("default", "routing")
+
+
+@dataclass
+class QueuePlan:
+    task_queue: str
+    workflows: list[type] = field(default_factory=list)
+    activities: list[Callable[..., Any]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.workflows and not self.activities
+
+
+def plan_queues(resources: Resources) -> dict[str, QueuePlan]:
+    s = resources.settings
+    system = SystemCheckActivities(resources)
+    return {
+        "default": QueuePlan(
+            task_queue=s.temporal_task_queue,
+            workflows=[SystemCheckWorkflow],
+            activities=[system.check_stores],
+        ),
+        "routing": QueuePlan(task_queue=s.temporal_routing_task_queue),
+    }
+
+
+def build_workers(
+    client: Client,
+    resources: Resources,
+    queues: Sequence[str] = QUEUE_NAMES,
+) -> list[Worker]:
+    plans = plan_queues(resources)
+    workers = []
+    for name in queues:
+        plan = plans[name]
+        if plan.empty:
+            continue
+        workers.append(
+            Worker(
+                client,
+                task_queue=plan.task_queue,
+                workflows=plan.workflows,
+                activities=plan.activities,
+                graceful_shutdown_timeout=timedelta(seconds=10),
+            )
+        )
+    return workers
