@@ -34,7 +34,7 @@ class SystemCheckActivities:
         self._resources = resources
 
     @activity.defn(name="check_stores")
-    async def check_stores(self, params: SystemCheckInput) -> SystemCheckResult:
+    async def check_stores(self, params: SystemCheckInput) -> SystemCheckResult:  # noqa: ARG002
         r = self._resources
         s = r.settings
         checks = await asyncio.gather(

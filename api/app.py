@@ -21,7 +21,7 @@ lists are cursor-paginated (`next_cursor`); authenticate with `POST /api/v1/auth
 
 
 def create_app(settings: Settings, resources: Resources | None = None) -> FastAPI:
-    """Build the app. Pass `resources` to share them (as `waybill dev` does); else the lifespan opens its own."""
+    """Build the app. Pass `resources` to share them (as `waybill dev` does); else lifespan opens its own."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -42,8 +42,12 @@ async def get_temporal(resources: ResourcesDep) -> Client:
     try:
         return await resources.temporal.get()
     except Exception:
-        raise ProblemError(503, "temporal_unavailable", "the workflow service is not reachable; retry shortly",
-                           headers={"Retry-After": "5"}) from None
+        raise ProblemError(
+            503,
+            "temporal_unavailable",
+            "the workflow service is not reachable; retry shortly",
+            headers={"Retry-After": "5"},
+        ) from None
 
 
 TemporalDep = Annotated[Client, Depends(get_temporal)]
@@ -68,8 +72,12 @@ async def get_current_user(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> CurrentUser:
     if credentials is None:
-        raise ProblemError(401, "unauthenticated", "send an access token as 'Authorization: Bearer <token>'",
-                           headers={"WWW-Authenticate": "Bearer"})
+        raise ProblemError(
+            401,
+            "unauthenticated",
+            "send an access token as 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     try:
         claims = resources.tokens.verify(credentials.credentials, TokenType.ACCESS)
     except TokenError as exc:

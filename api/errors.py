@@ -87,7 +87,9 @@ _STATUS_CODES = {
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(request, exc.status, exc.code, exc.detail, exc.title, exc.headers, **exc.extra)
+        return problem_response(
+            request, exc.status, exc.code, exc.detail, exc.title, exc.headers, **exc.extra
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -106,6 +108,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(request, exc.status_code, code, detail, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # noqa: ARG001
         log.exception("unhandled error", extra={"path": request.url.path, "method": request.method})
-        return problem_response(request, 500, "internal_error", "an unexpected error occurred; it has been logged")
+        return problem_response(
+            request, 500, "internal_error", "an unexpected error occurred; it has been logged"
+        )

@@ -41,8 +41,12 @@ class PageParams:
 
 def page_params(
     request: Request,
-    cursor: Annotated[str | None, Query(max_length=64, description="next_cursor from the previous page")] = None,
-    limit: Annotated[int | None, Query(ge=1, description="page size (capped by the server's maximum)")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=64, description="next_cursor from the previous page")
+    ] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, description="page size (capped by the server's maximum)")
+    ] = None,
 ) -> PageParams:
     settings = request.app.state.resources.settings
     size = limit or settings.default_page_size

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -77,9 +77,9 @@ async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterat
 
 
 @pytest.fixture
-def unique() -> Iterator[str]:
+def unique() -> str:
     """A short unique token for names that must not collide across tests and backends."""
-    yield uuid.uuid4().hex[:10]
+    return uuid.uuid4().hex[:10]
 
 
 # Temporal ---------------------------------------------------------------------------------------

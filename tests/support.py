@@ -51,8 +51,13 @@ async def make_tenant(sessionmaker: async_sessionmaker[AsyncSession]) -> Tenant:
         pw = hash_password(PASSWORD)
         for role in Role:
             email = f"{role.value}-{tag}@example.test"
-            user = User(organization_id=org.id, email=email, name=f"{role.value} {tag}", role=role.value,
-                        password_hash=pw)
+            user = User(
+                organization_id=org.id,
+                email=email,
+                name=f"{role.value} {tag}",
+                role=role.value,
+                password_hash=pw,
+            )
             session.add(user)
             await session.flush()
             tenant.emails[role] = email

@@ -19,15 +19,23 @@ log = logging.getLogger("waybill")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="waybill", description="Waybill: live fleet tracking and delivery on Temporal")
+    p = argparse.ArgumentParser(
+        prog="waybill", description="Waybill: live fleet tracking and delivery on Temporal"
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    dev = sub.add_parser("dev", help="run everything in one process (bundled Temporal, SQLite, in-process bus)")
+    dev = sub.add_parser(
+        "dev", help="run everything in one process (bundled Temporal, SQLite, in-process bus)"
+    )
     dev.add_argument("--no-seed", action="store_true", help="do not create the demo organization")
     sub.add_parser("api", help="run the REST API (needs REDIS_URL)")
     sub.add_parser("sockets", help="run the WebSocket server (needs REDIS_URL)")
     worker = sub.add_parser("worker", help="run Temporal workers (needs REDIS_URL)")
-    worker.add_argument("--queue", choices=["all", "default", "routing"], default="all",
-                        help="which task queue(s) to poll (default: all)")
+    worker.add_argument(
+        "--queue",
+        choices=["all", "default", "routing"],
+        default="all",
+        help="which task queue(s) to poll (default: all)",
+    )
     mig = sub.add_parser("migrate", help="apply database migrations")
     mig.add_argument("--revision", default="head", help="target revision (default: head)")
     sub.add_parser("seed", help="create the demo organization and print its credentials")
@@ -87,8 +95,10 @@ async def _check(settings: Settings) -> int:
 
     client = await connect(settings)
     result = await client.execute_workflow(
-        SystemCheckWorkflow.run, SystemCheckInput(requested_by="cli"),
-        id=f"system-check-{uuid7()}", task_queue=settings.temporal_task_queue,
+        SystemCheckWorkflow.run,
+        SystemCheckInput(requested_by="cli"),
+        id=f"system-check-{uuid7()}",
+        task_queue=settings.temporal_task_queue,
     )
     sys.stdout.write(json.dumps(asdict(result), default=str, indent=2) + "\n")
     return 0 if result.ok else 1
@@ -109,10 +119,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("api", "sockets", "worker"):
             _require_shared_bus(settings, args.command)
             if args.command == "api":
-                ensure_ports_free(settings.api_host, [PortClaim(settings.api_port, "API", "WAYBILL_API_PORT")])
+                ensure_ports_free(
+                    settings.api_host, [PortClaim(settings.api_port, "API", "WAYBILL_API_PORT")]
+                )
             if args.command == "sockets":
-                ensure_ports_free(settings.sockets_host,
-                                  [PortClaim(settings.sockets_port, "sockets", "WAYBILL_SOCKETS_PORT")])
+                ensure_ports_free(
+                    settings.sockets_host,
+                    [PortClaim(settings.sockets_port, "sockets", "WAYBILL_SOCKETS_PORT")],
+                )
             return asyncio.run(_run_role(settings, args.command, getattr(args, "queue", "all")))
         if args.command == "migrate":
             from db.migrate import upgrade

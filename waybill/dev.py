@@ -32,7 +32,10 @@ def banner(settings: Settings, temporal_ui: str | None) -> str:
         ("Health", f"{api}/health   {api}/ready"),
         ("Temporal UI", temporal_ui or f"(external Temporal at {settings.temporal_target})"),
         ("Sockets", f"{ws}/ws/driver   {ws}/ws/dispatch"),
-        ("Database", redact_url(settings.database_url) if settings.database_url else str(settings.sqlite_path)),
+        (
+            "Database",
+            redact_url(settings.database_url) if settings.database_url else str(settings.sqlite_path),
+        ),
         ("Cache/bus", redact_url(settings.redis_url) if settings.redis_url else "in-process"),
     ]
     body = "\n".join(f"  {k:<12} {v}" for k, v in rows)

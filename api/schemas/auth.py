@@ -13,7 +13,9 @@ from domain.roles import Role
 
 class LoginIn(Input):
     email: Email
-    password: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_LENGTH, strip_whitespace=False)]
+    password: Annotated[
+        str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_LENGTH, strip_whitespace=False)
+    ]
 
 
 class RefreshIn(Input):

@@ -144,7 +144,9 @@ class DriverCreate(Input):
     name: Name
     phone: Phone | None = None
     email: Email | None = None
-    user_id: uuid.UUID | None = Field(default=None, description="the driver's login (a user with role driver)")
+    user_id: uuid.UUID | None = Field(
+        default=None, description="the driver's login (a user with role driver)"
+    )
     vehicle_id: uuid.UUID | None = None
     skills: Skills = Field(default_factory=list)
     active: bool = True

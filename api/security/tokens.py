@@ -59,7 +59,7 @@ _REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti", "typ", "org", "role"]
 class TokenService:
     def __init__(self, settings: Settings) -> None:
         self._keys = dict(settings.jwt_keys)
-        self._kid = settings.jwt_active_kid
+        self._kid = settings.active_kid
         self._alg = settings.jwt_algorithm
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience

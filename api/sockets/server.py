@@ -55,7 +55,7 @@ class SocketServer:
         self.resources = resources
         self.settings = resources.settings
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:  # noqa: ARG002
         path = request.path.split("?", 1)[0]
         if path == "/health":
             return _plain(HTTPStatus.OK, "ok\n")
@@ -96,8 +96,14 @@ class SocketServer:
         session = await self._authenticate(ws, path)
         if session is None:
             return
-        await ws.send(frame("ready", user_id=str(session.claims.user_id), role=session.claims.role.value,
-                            expires_at=session.claims.expires_at.isoformat()))
+        await ws.send(
+            frame(
+                "ready",
+                user_id=str(session.claims.user_id),
+                role=session.claims.role.value,
+                expires_at=session.claims.expires_at.isoformat(),
+            )
+        )
         try:
             async for raw in ws:
                 try:
@@ -108,7 +114,9 @@ class SocketServer:
                 if msg["type"] == "ping":
                     await ws.send(frame("pong", id=msg.get("id")))
                 else:
-                    await ws.send(error_frame("unsupported_type", f"frame type {msg['type']!r} is not supported"))
+                    await ws.send(
+                        error_frame("unsupported_type", f"frame type {msg['type']!r} is not supported")
+                    )
         except ConnectionClosed:
             pass
 

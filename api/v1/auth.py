@@ -27,13 +27,23 @@ def _refresh_failed(code: str, detail: str) -> ProblemError:
     return ProblemError(401, code, detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
-async def _issue_pair(tokens: TokenService, repo: RefreshTokenRepository, user: User, family: uuid.UUID) -> TokenPair:
+async def _issue_pair(
+    tokens: TokenService, repo: RefreshTokenRepository, user: User, family: uuid.UUID
+) -> TokenPair:
     role = Role(user.role)
-    access = tokens.issue(user_id=user.id, organization_id=user.organization_id, role=role,
-                          token_type=TokenType.ACCESS)
-    refresh = tokens.issue(user_id=user.id, organization_id=user.organization_id, role=role,
-                           token_type=TokenType.REFRESH, family_id=family)
-    await repo.add(RefreshToken(id=refresh.jti, user_id=user.id, family_id=family, expires_at=refresh.expires_at))
+    access = tokens.issue(
+        user_id=user.id, organization_id=user.organization_id, role=role, token_type=TokenType.ACCESS
+    )
+    refresh = tokens.issue(
+        user_id=user.id,
+        organization_id=user.organization_id,
+        role=role,
+        token_type=TokenType.REFRESH,
+        family_id=family,
+    )
+    await repo.add(
+        RefreshToken(id=refresh.jti, user_id=user.id, family_id=family, expires_at=refresh.expires_at)
+    )
     return TokenPair(
         access_token=access.token,
         refresh_token=refresh.token,
@@ -69,9 +79,13 @@ async def refresh(body: RefreshIn, resources: ResourcesDep, session: SessionDep)
             # A rotated token came back: someone holds a copy. Revoke the whole family (RFC 9700 4.14.2).
             await repo.revoke_family(stored.family_id, now)
             await session.commit()
-            log.warning("refresh token reuse detected; family revoked",
-                        extra={"user_id": str(stored.user_id), "family_id": str(stored.family_id)})
-            raise _refresh_failed("refresh_token_reused", "this refresh token was already used; sign in again")
+            log.warning(
+                "refresh token reuse detected; family revoked",
+                extra={"user_id": str(stored.user_id), "family_id": str(stored.family_id)},
+            )
+            raise _refresh_failed(
+                "refresh_token_reused", "this refresh token was already used; sign in again"
+            )
         raise _refresh_failed("token_revoked", "this refresh token is no longer valid; sign in again")
     user = await session.get(User, claims.user_id)
     if user is None or not user.active or user.organization_id != claims.organization_id:
@@ -105,6 +119,11 @@ async def me(user: UserDep, session: SessionDep) -> MeOut:
     assert org is not None  # the user row references it
     driver = await DriverRepository(session, user.organization_id).by_user(user.id)
     return MeOut(
-        id=user.id, organization_id=user.organization_id, organization_name=org.name,
-        email=user.email, name=user.name, role=user.role, driver_id=driver.id if driver else None,
+        id=user.id,
+        organization_id=user.organization_id,
+        organization_name=org.name,
+        email=user.email,
+        name=user.name,
+        role=user.role,
+        driver_id=driver.id if driver else None,
     )

@@ -23,8 +23,12 @@ async def fetch(repo: OrgScopedRepository[Any], ident: uuid.UUID, kind: str) -> 
 async def require_reference(repo: OrgScopedRepository[Any], ident: uuid.UUID | None, field: str) -> None:
     """A body field that names another row must name one of the caller's organization."""
     if ident is not None and await repo.get(ident) is None:
-        raise ProblemError(422, "invalid_reference", f"{field}: no such {field.removesuffix('_id')} {ident}",
-                           errors=[{"location": ["body", field], "message": "unknown id", "type": "reference"}])
+        raise ProblemError(
+            422,
+            "invalid_reference",
+            f"{field}: no such {field.removesuffix('_id')} {ident}",
+            errors=[{"location": ["body", field], "message": "unknown id", "type": "reference"}],
+        )
 
 
 def conflict_from(exc: IntegrityConflict, kind: str) -> ProblemError:

@@ -23,8 +23,13 @@ Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
 
 def to_out(d: Depot) -> DepotOut:
     return DepotOut(
-        id=d.id, name=d.name, address=d.address, location=Coordinates(lat=d.lat, lon=d.lon),
-        timezone=d.timezone, created_at=d.created_at, updated_at=d.updated_at,
+        id=d.id,
+        name=d.name,
+        address=d.address,
+        location=Coordinates(lat=d.lat, lon=d.lon),
+        timezone=d.timezone,
+        created_at=d.created_at,
+        updated_at=d.updated_at,
     )
 
 
@@ -38,8 +43,12 @@ async def list_depots(user: Reader, session: SessionDep, page: PageDep) -> Page[
 async def create_depot(body: DepotCreate, user: Writer, session: SessionDep) -> DepotOut:
     repo = DepotRepository(session, user.organization_id)
     depot = Depot(
-        organization_id=user.organization_id, name=body.name, address=body.address,
-        lat=body.location.lat, lon=body.location.lon, timezone=body.timezone,
+        organization_id=user.organization_id,
+        name=body.name,
+        address=body.address,
+        lat=body.location.lat,
+        lon=body.location.lon,
+        timezone=body.timezone,
     )
     try:
         await repo.add(depot)
@@ -78,7 +87,9 @@ async def delete_depot(depot_id: uuid.UUID, user: Writer, session: SessionDep) -
     repo = DepotRepository(session, user.organization_id)
     depot = await fetch(repo, depot_id, "depot")
     if (count := await repo.in_use(depot_id)) > 0:
-        raise ProblemError(409, "depot_in_use", f"{count} vehicle(s) have this depot as home; move them first")
+        raise ProblemError(
+            409, "depot_in_use", f"{count} vehicle(s) have this depot as home; move them first"
+        )
     await repo.delete(depot)
     await session.commit()
     return Response(status_code=204)

@@ -30,7 +30,9 @@ async def _check_refs(session: AsyncSession, org: uuid.UUID, values: dict[str, A
         if linked is None:
             await require_reference(UserRepository(session, org), user_id, "user_id")
         elif linked.role != Role.DRIVER.value:
-            raise ProblemError(422, "invalid_reference", "user_id: the linked user must have the role 'driver'")
+            raise ProblemError(
+                422, "invalid_reference", "user_id: the linked user must have the role 'driver'"
+            )
 
 
 def _apply(driver: Driver, values: dict[str, Any]) -> None:
@@ -66,11 +68,15 @@ async def create_driver(body: DriverCreate, user: Writer, session: SessionDep) -
 
 @router.get("/{driver_id}", response_model=DriverOut)
 async def get_driver(driver_id: uuid.UUID, user: Reader, session: SessionDep) -> DriverOut:
-    return DriverOut.model_validate(await fetch(DriverRepository(session, user.organization_id), driver_id, "driver"))
+    return DriverOut.model_validate(
+        await fetch(DriverRepository(session, user.organization_id), driver_id, "driver")
+    )
 
 
 @router.patch("/{driver_id}", response_model=DriverOut)
-async def update_driver(driver_id: uuid.UUID, body: DriverUpdate, user: Writer, session: SessionDep) -> DriverOut:
+async def update_driver(
+    driver_id: uuid.UUID, body: DriverUpdate, user: Writer, session: SessionDep
+) -> DriverOut:
     repo = DriverRepository(session, user.organization_id)
     driver: Driver = await fetch(repo, driver_id, "driver")
     values = changes(body)

@@ -31,10 +31,19 @@ async def _cache_ok(resources: Resources) -> bool:
 async def ready(request: Request) -> JSONResponse:
     resources: Resources = request.app.state.resources
     names = ["database", "cache", "temporal"]
-    results = await asyncio.gather(resources.database_ok(), _cache_ok(resources), resources.temporal.healthy())
+    results = await asyncio.gather(
+        resources.database_ok(), _cache_ok(resources), resources.temporal.healthy()
+    )
     checks = {name: "ok" if ok else "failing" for name, ok in zip(names, results, strict=True)}
     failing = [name for name, ok in zip(names, results, strict=True) if not ok]
     if failing:
-        return problem_response(request, 503, "not_ready", f"not ready: {', '.join(failing)} failing",
-                                checks=checks, failing=failing, headers={"Retry-After": "5"})
+        return problem_response(
+            request,
+            503,
+            "not_ready",
+            f"not ready: {', '.join(failing)} failing",
+            checks=checks,
+            failing=failing,
+            headers={"Retry-After": "5"},
+        )
     return JSONResponse({"status": "ready", "checks": checks})

@@ -23,10 +23,19 @@ Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
 def to_out(v: Vehicle) -> VehicleOut:
     shift = ShiftOut(start=v.shift_start, end=v.shift_end) if v.shift_start and v.shift_end else None
     return VehicleOut(
-        id=v.id, name=v.name, plate=v.plate, profile=VehicleProfile(v.profile),
-        capacity=CapacityOut(weight_kg=v.capacity_weight_kg, volume_m3=v.capacity_volume_m3, units=v.capacity_units),
-        skills=list(v.skills), home_depot_id=v.home_depot_id, shift=shift, active=v.active,
-        created_at=v.created_at, updated_at=v.updated_at,
+        id=v.id,
+        name=v.name,
+        plate=v.plate,
+        profile=VehicleProfile(v.profile),
+        capacity=CapacityOut(
+            weight_kg=v.capacity_weight_kg, volume_m3=v.capacity_volume_m3, units=v.capacity_units
+        ),
+        skills=list(v.skills),
+        home_depot_id=v.home_depot_id,
+        shift=shift,
+        active=v.active,
+        created_at=v.created_at,
+        updated_at=v.updated_at,
     )
 
 
@@ -68,7 +77,9 @@ async def list_vehicles(
 
 @router.post("", status_code=201, response_model=VehicleOut)
 async def create_vehicle(body: VehicleCreate, user: Writer, session: SessionDep) -> VehicleOut:
-    await require_reference(DepotRepository(session, user.organization_id), body.home_depot_id, "home_depot_id")
+    await require_reference(
+        DepotRepository(session, user.organization_id), body.home_depot_id, "home_depot_id"
+    )
     vehicle = Vehicle(organization_id=user.organization_id)
     _apply(vehicle, body.model_dump())
     try:
@@ -91,7 +102,9 @@ async def update_vehicle(
     repo = VehicleRepository(session, user.organization_id)
     vehicle: Vehicle = await fetch(repo, vehicle_id, "vehicle")
     values = changes(body)
-    await require_reference(DepotRepository(session, user.organization_id), values.get("home_depot_id"), "home_depot_id")
+    await require_reference(
+        DepotRepository(session, user.organization_id), values.get("home_depot_id"), "home_depot_id"
+    )
     _apply(vehicle, values)
     try:
         await repo.flush()

@@ -8,4 +8,13 @@ from db.models.token import RefreshToken
 from db.models.user import User
 from db.models.vehicle import Vehicle
 
-__all__ = ["DeliveryEventRow", "Depot", "Driver", "Organization", "PositionRow", "RefreshToken", "User", "Vehicle"]
+__all__ = [
+    "DeliveryEventRow",
+    "Depot",
+    "Driver",
+    "Organization",
+    "PositionRow",
+    "RefreshToken",
+    "User",
+    "Vehicle",
+]

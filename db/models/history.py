@@ -18,7 +18,9 @@ class PositionRow(Base):
         Index("ix_position_history_org_vehicle_time", "organization_id", "vehicle_id", "recorded_at"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     organization_id: Mapped[uuid.UUID]
     vehicle_id: Mapped[uuid.UUID]
     driver_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
@@ -39,7 +41,9 @@ class DeliveryEventRow(Base):
         Index("ix_delivery_events_org_delivery", "organization_id", "delivery_id", "sequence"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     organization_id: Mapped[uuid.UUID]
     delivery_id: Mapped[uuid.UUID]
     workflow_id: Mapped[str] = mapped_column(String(200))

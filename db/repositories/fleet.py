@@ -14,8 +14,10 @@ class DepotRepository(OrgScopedRepository[Depot]):
     model = Depot
 
     async def in_use(self, depot_id: uuid.UUID) -> int:
-        stmt = select(func.count()).select_from(Vehicle).where(
-            Vehicle.organization_id == self.organization_id, Vehicle.home_depot_id == depot_id
+        stmt = (
+            select(func.count())
+            .select_from(Vehicle)
+            .where(Vehicle.organization_id == self.organization_id, Vehicle.home_depot_id == depot_id)
         )
         return int((await self.session.execute(stmt)).scalar_one())
 

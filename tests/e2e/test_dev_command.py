@@ -24,22 +24,31 @@ class DevProcess:
     def __init__(self, data_dir: Path, ports: dict[str, int]) -> None:
         self.data_dir = data_dir
         self.ports = ports
-        self.env = {k: v for k, v in os.environ.items() if k not in STORE_VARS and not k.startswith("WAYBILL_")}
-        self.env.update({
-            "WAYBILL_DATA_DIR": str(data_dir),
-            "WAYBILL_API_PORT": str(ports["api"]),
-            "WAYBILL_SOCKETS_PORT": str(ports["sockets"]),
-            "WAYBILL_TEMPORAL_DEV_PORT": str(ports["temporal"]),
-            "WAYBILL_TEMPORAL_UI_PORT": str(ports["ui"]),
-            "WAYBILL_LOG_FORMAT": "text",
-        })
+        self.env = {
+            k: v for k, v in os.environ.items() if k not in STORE_VARS and not k.startswith("WAYBILL_")
+        }
+        self.env.update(
+            {
+                "WAYBILL_DATA_DIR": str(data_dir),
+                "WAYBILL_API_PORT": str(ports["api"]),
+                "WAYBILL_SOCKETS_PORT": str(ports["sockets"]),
+                "WAYBILL_TEMPORAL_DEV_PORT": str(ports["temporal"]),
+                "WAYBILL_TEMPORAL_UI_PORT": str(ports["ui"]),
+                "WAYBILL_LOG_FORMAT": "text",
+            }
+        )
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
 
     def start(self, timeout: float = 120) -> None:
         self.proc = subprocess.Popen(
-            [WAYBILL, "dev"], env=self.env, cwd=self.data_dir.parent, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            [WAYBILL, "dev"],
+            env=self.env,
+            cwd=self.data_dir.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
@@ -92,8 +101,9 @@ def dev(tmp_path: Path) -> Iterator[DevProcess]:
 
 
 def login_dispatcher(api: str) -> dict[str, str]:
-    r = httpx.post(f"{api}/api/v1/auth/login",
-                   json={"email": "dispatcher@demo.waybill.test", "password": "waybill-demo"})
+    r = httpx.post(
+        f"{api}/api/v1/auth/login", json={"email": "dispatcher@demo.waybill.test", "password": "waybill-demo"}
+    )
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
@@ -102,21 +112,29 @@ def test_dev_up_ctrl_c_and_restart_keeps_data(dev: DevProcess) -> None:
     api = f"http://127.0.0.1:{dev.ports['api']}"
     dev.start()
     banner = "".join(dev.output)
-    assert "dispatcher@demo.waybill.test" in banner and f"localhost:{dev.ports['ui']}" in banner
+    assert "dispatcher@demo.waybill.test" in banner
+    assert f"localhost:{dev.ports['ui']}" in banner
 
     assert httpx.get(f"{api}/health").status_code == 200
     ready = httpx.get(f"{api}/ready", timeout=10)
     assert ready.status_code == 200, ready.text
     ui = httpx.get(f"http://127.0.0.1:{dev.ports['ui']}/", follow_redirects=True, timeout=10)
-    assert ui.status_code == 200 and "<html" in ui.text.lower()
+    assert ui.status_code == 200
+    assert "<html" in ui.text.lower()
     headers = login_dispatcher(api)
     me = httpx.get(f"{api}/api/v1/auth/me", headers=headers).json()
     assert (me["email"], me["role"]) == ("dispatcher@demo.waybill.test", "dispatcher")
-    depot = httpx.post(f"{api}/api/v1/depots", headers=headers,
-                       json={"name": "Kept", "location": {"lat": 1, "lon": 2}})
+    depot = httpx.post(
+        f"{api}/api/v1/depots", headers=headers, json={"name": "Kept", "location": {"lat": 1, "lon": 2}}
+    )
     assert depot.status_code == 201, depot.text
-    check = subprocess.run([WAYBILL, "check"], env={**dev.env, "TEMPORAL_ADDRESS": f"127.0.0.1:{dev.ports['temporal']}"},
-                           capture_output=True, text=True, timeout=60)
+    check = subprocess.run(
+        [WAYBILL, "check"],
+        env={**dev.env, "TEMPORAL_ADDRESS": f"127.0.0.1:{dev.ports['temporal']}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert '"name": "database"' in check.stdout
 
@@ -127,7 +145,8 @@ def test_dev_up_ctrl_c_and_restart_keeps_data(dev: DevProcess) -> None:
     dev.start()
     headers = login_dispatcher(api)
     names = [d["name"] for d in httpx.get(f"{api}/api/v1/depots", headers=headers).json()["items"]]
-    assert "Kept" in names and "Berlin Mitte" in names
+    assert "Kept" in names
+    assert "Berlin Mitte" in names
     assert "Already seeded" in "".join(dev.output)
     assert dev.ctrl_c() == 0
     assert processes_mentioning(str(dev.data_dir)) == []

@@ -33,8 +33,9 @@ async def sockets(sqlite_url: str) -> AsyncIterator[tuple[str, Resources]]:
 
 
 def token(resources: Resources, role: Role, *, now: datetime | None = None) -> str:
-    return resources.tokens.issue(user_id=uuid.uuid4(), organization_id=uuid.uuid4(), role=role,
-                                  token_type=TokenType.ACCESS, now=now).token
+    return resources.tokens.issue(
+        user_id=uuid.uuid4(), organization_id=uuid.uuid4(), role=role, token_type=TokenType.ACCESS, now=now
+    ).token
 
 
 async def handshake(url: str, first: str) -> tuple[list[dict[str, object]], int | None]:
@@ -74,7 +75,9 @@ async def test_role_bound_to_path(
     sockets: tuple[str, Resources], path: str, role: Role, close_code: int, error_code: str
 ) -> None:
     host, res = sockets
-    frames, code = await handshake(f"ws://{host}{path}", json.dumps({"type": "auth", "token": token(res, role)}))
+    frames, code = await handshake(
+        f"ws://{host}{path}", json.dumps({"type": "auth", "token": token(res, role)})
+    )
     assert code == close_code
     assert frames[0]["code"] == error_code
 

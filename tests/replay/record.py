@@ -31,15 +31,19 @@ async def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/replay.db"
         upgrade(url)
-        async with await WorkflowEnvironment.start_local(dev_server_existing_path=str(temporal_binary())) as env:
+        async with await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(temporal_binary())
+        ) as env:
             settings = test_settings(database_url=url)
             resources = await Resources.open(settings, TemporalConnector(settings, env.client))
             try:
                 workers = build_workers(env.client, resources, ["default"])
                 async with workers[0]:
                     handle = await env.client.start_workflow(
-                        SystemCheckWorkflow.run, SystemCheckInput(requested_by="recorder"),
-                        id=f"system-check-{uuid.uuid4()}", task_queue=settings.temporal_task_queue,
+                        SystemCheckWorkflow.run,
+                        SystemCheckInput(requested_by="recorder"),
+                        id=f"system-check-{uuid.uuid4()}",
+                        task_queue=settings.temporal_task_queue,
                     )
                     await handle.result()
                 history = await handle.fetch_history()

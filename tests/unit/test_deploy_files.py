@@ -21,8 +21,14 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 SA_SCRIPT = ROOT / "deploy" / "temporal" / "register-search-attributes.sh"
 
 # Variables in .env.example that docker-compose.yml reads but Waybill itself does not.
-COMPOSE_ONLY = {"POSTGRES_PASSWORD", "MONGO_PASSWORD", "REDIS_PASSWORD", "WAYBILL_IMAGE",
-                "TEMPORAL_NUM_HISTORY_SHARDS", "TEMPORAL_RETENTION"}
+COMPOSE_ONLY = {
+    "POSTGRES_PASSWORD",
+    "MONGO_PASSWORD",
+    "REDIS_PASSWORD",
+    "WAYBILL_IMAGE",
+    "TEMPORAL_NUM_HISTORY_SHARDS",
+    "TEMPORAL_RETENTION",
+}
 # Settings that docker-compose.yml deliberately does not pass: the image fixes the data dir, and
 # the bundled dev server never runs there (TEMPORAL_ADDRESS is set).
 NOT_IN_COMPOSE = {"WAYBILL_DATA_DIR", "WAYBILL_TEMPORAL_DEV_PORT", "WAYBILL_TEMPORAL_UI_PORT"}
@@ -95,7 +101,12 @@ def _compose_config(tmp_path: Path, jwt_keys: str | None) -> subprocess.Complete
         env["WAYBILL_JWT_KEYS"] = jwt_keys
     return subprocess.run(
         [*command, "--env-file", str(empty_env_file), "-f", str(COMPOSE_FILE), "config", "-q"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -171,8 +182,9 @@ def _run_script(tmp_path: Path, listed: str) -> tuple[subprocess.CompletedProces
         "TEMPORAL_ADDRESS": "127.0.0.1:1",
         "WAIT_SECONDS": "0",
     }
-    result = subprocess.run(["sh", str(SA_SCRIPT)], env=env, capture_output=True, text=True,
-                            timeout=30, check=False)
+    result = subprocess.run(
+        ["sh", str(SA_SCRIPT)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
     return result, created.read_text().split()
 
 

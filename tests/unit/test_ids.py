@@ -17,7 +17,9 @@ def test_uuid7_layout(ms: int, rand: bytes) -> None:
     assert uuid7_time_ms(u) == ms
 
 
-@given(st.integers(0, (1 << 48) - 2), st.binary(min_size=10, max_size=10), st.binary(min_size=10, max_size=10))
+@given(
+    st.integers(0, (1 << 48) - 2), st.binary(min_size=10, max_size=10), st.binary(min_size=10, max_size=10)
+)
 def test_later_millisecond_sorts_later(ms: int, r1: bytes, r2: bytes) -> None:
     assert uuid7(ms, r1) < uuid7(ms + 1, r2)
 

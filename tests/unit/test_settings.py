@@ -45,6 +45,14 @@ def test_active_kid_must_exist() -> None:
         load_settings(_env_file=None, jwt_active_kid="missing")
 
 
+def test_active_kid_defaults_to_the_only_key() -> None:
+    keys = {"k9": "s" * 40}
+    assert load_settings(_env_file=None, jwt_keys=keys).active_kid == "k9"
+    assert load_settings(_env_file=None, jwt_keys=keys, jwt_active_kid="").active_kid == "k9"
+    with pytest.raises(ConfigError, match="several keys"):
+        load_settings(_env_file=None, jwt_keys={**keys, "k10": "t" * 40})
+
+
 def test_url_helpers() -> None:
     assert to_sync_url("sqlite:///x.db") == "sqlite:///x.db"
     assert to_async_url("postgres://a@b/c") == "postgresql+psycopg://a@b/c"

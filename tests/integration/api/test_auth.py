@@ -20,15 +20,18 @@ def assert_problem(r: httpx.Response, status: int, code: str) -> dict[str, objec
     body: dict[str, object] = r.json()
     assert body["code"] == code
     assert body["status"] == status
-    assert body["title"] and body["detail"]
+    assert body["title"]
+    assert body["detail"]
     return body
 
 
 async def test_login_then_me(http: httpx.AsyncClient, tenant: Tenant) -> None:
-    r = await http.post("/api/v1/auth/login", json={"email": tenant.emails[Role.DISPATCHER], "password": PASSWORD})
+    r = await http.post(
+        "/api/v1/auth/login", json={"email": tenant.emails[Role.DISPATCHER], "password": PASSWORD}
+    )
     assert r.status_code == 200
     pair = r.json()
-    assert pair["token_type"] == "Bearer" and pair["expires_in"] == 60
+    assert (pair["token_type"], pair["expires_in"]) == ("Bearer", 60)
     me = await http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {pair['access_token']}"})
     assert me.status_code == 200
     body = me.json()
@@ -38,23 +41,37 @@ async def test_login_then_me(http: httpx.AsyncClient, tenant: Tenant) -> None:
 
 
 async def test_login_email_is_case_insensitive(http: httpx.AsyncClient, tenant: Tenant) -> None:
-    r = await http.post("/api/v1/auth/login",
-                        json={"email": tenant.emails[Role.ADMIN].upper(), "password": PASSWORD})
+    r = await http.post(
+        "/api/v1/auth/login", json={"email": tenant.emails[Role.ADMIN].upper(), "password": PASSWORD}
+    )
     assert r.status_code == 200
 
 
 async def test_bad_login_is_401_problem(http: httpx.AsyncClient, tenant: Tenant) -> None:
-    wrong = await http.post("/api/v1/auth/login", json={"email": tenant.emails[Role.ADMIN], "password": "nope-nope"})
-    unknown = await http.post("/api/v1/auth/login", json={"email": "ghost@example.test", "password": "nope-nope"})
+    wrong = await http.post(
+        "/api/v1/auth/login", json={"email": tenant.emails[Role.ADMIN], "password": "nope-nope"}
+    )
+    unknown = await http.post(
+        "/api/v1/auth/login", json={"email": "ghost@example.test", "password": "nope-nope"}
+    )
     # Same answer whether the account exists or not: no user enumeration.
-    assert assert_problem(wrong, 401, "invalid_credentials")["detail"] == \
-        assert_problem(unknown, 401, "invalid_credentials")["detail"]
+    assert (
+        assert_problem(wrong, 401, "invalid_credentials")["detail"]
+        == assert_problem(unknown, 401, "invalid_credentials")["detail"]
+    )
 
 
-async def test_expired_token_is_401(http: httpx.AsyncClient, tenant: Tenant, api_resources: Resources) -> None:
+async def test_expired_token_is_401(
+    http: httpx.AsyncClient, tenant: Tenant, api_resources: Resources
+) -> None:
     past = datetime.now(UTC) - timedelta(hours=1)
-    token = api_resources.tokens.issue(user_id=tenant.user_ids[Role.ADMIN], organization_id=tenant.organization_id,
-                                       role=Role.ADMIN, token_type=TokenType.ACCESS, now=past).token
+    token = api_resources.tokens.issue(
+        user_id=tenant.user_ids[Role.ADMIN],
+        organization_id=tenant.organization_id,
+        role=Role.ADMIN,
+        token_type=TokenType.ACCESS,
+        now=past,
+    ).token
     r = await http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
     assert_problem(r, 401, "token_expired")
     assert "Bearer" in r.headers["www-authenticate"]
@@ -62,8 +79,9 @@ async def test_expired_token_is_401(http: httpx.AsyncClient, tenant: Tenant, api
 
 async def test_missing_and_garbage_tokens(http: httpx.AsyncClient) -> None:
     assert_problem(await http.get("/api/v1/auth/me"), 401, "unauthenticated")
-    assert_problem(await http.get("/api/v1/auth/me", headers={"Authorization": "Bearer abc.def"}), 401,
-                   "invalid_token")
+    assert_problem(
+        await http.get("/api/v1/auth/me", headers={"Authorization": "Bearer abc.def"}), 401, "invalid_token"
+    )
 
 
 async def test_forged_and_none_alg_tokens_rejected(
@@ -71,20 +89,36 @@ async def test_forged_and_none_alg_tokens_rejected(
 ) -> None:
     s = api_resources.settings
     now = int(datetime.now(UTC).timestamp())
-    claims = {"iss": s.jwt_issuer, "aud": s.jwt_audience, "sub": str(tenant.user_ids[Role.ADMIN]),
-              "org": str(tenant.organization_id), "role": "admin", "typ": "access", "jti": "x",
-              "iat": now, "exp": now + 60}
-    forged = jwt.encode(claims, "some-other-secret-of-sufficient-length!!", algorithm="HS256",
-                        headers={"kid": s.jwt_active_kid})
-    unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": s.jwt_active_kid})
+    claims = {
+        "iss": s.jwt_issuer,
+        "aud": s.jwt_audience,
+        "sub": str(tenant.user_ids[Role.ADMIN]),
+        "org": str(tenant.organization_id),
+        "role": "admin",
+        "typ": "access",
+        "jti": "x",
+        "iat": now,
+        "exp": now + 60,
+    }
+    forged = jwt.encode(
+        claims,
+        "some-other-secret-of-sufficient-length!!",
+        algorithm="HS256",
+        headers={"kid": s.active_kid},
+    )
+    unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": s.active_kid})
     for token in (forged, unsigned):
-        assert_problem(await http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}),
-                       401, "invalid_token")
+        assert_problem(
+            await http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}),
+            401,
+            "invalid_token",
+        )
 
 
 async def test_refresh_token_cannot_be_used_as_access(http: httpx.AsyncClient, tenant: Tenant) -> None:
-    pair = (await http.post("/api/v1/auth/login",
-                            json={"email": tenant.emails[Role.ADMIN], "password": PASSWORD})).json()
+    pair = (
+        await http.post("/api/v1/auth/login", json={"email": tenant.emails[Role.ADMIN], "password": PASSWORD})
+    ).json()
     r = await http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {pair['refresh_token']}"})
     assert_problem(r, 401, "wrong_token_type")
     r = await http.post("/api/v1/auth/refresh", json={"refresh_token": pair["access_token"]})
@@ -92,34 +126,59 @@ async def test_refresh_token_cannot_be_used_as_access(http: httpx.AsyncClient, t
 
 
 async def test_refresh_rotates_and_reuse_revokes_family(http: httpx.AsyncClient, tenant: Tenant) -> None:
-    first = (await http.post("/api/v1/auth/login",
-                             json={"email": tenant.emails[Role.DRIVER], "password": PASSWORD})).json()
+    first = (
+        await http.post(
+            "/api/v1/auth/login", json={"email": tenant.emails[Role.DRIVER], "password": PASSWORD}
+        )
+    ).json()
     r = await http.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert r.status_code == 200
     second = r.json()
     assert second["refresh_token"] != first["refresh_token"]
     # The old token comes back: reuse is detected and the newest token dies with it.
-    assert_problem(await http.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}),
-                   401, "refresh_token_reused")
-    assert_problem(await http.post("/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}),
-                   401, "token_revoked")
+    assert_problem(
+        await http.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}),
+        401,
+        "refresh_token_reused",
+    )
+    assert_problem(
+        await http.post("/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}),
+        401,
+        "token_revoked",
+    )
 
 
 async def test_logout_revokes_refresh(http: httpx.AsyncClient, tenant: Tenant) -> None:
-    pair = (await http.post("/api/v1/auth/login",
-                            json={"email": tenant.emails[Role.VIEWER], "password": PASSWORD})).json()
-    assert (await http.post("/api/v1/auth/logout", json={"refresh_token": pair["refresh_token"]})).status_code == 204
-    assert_problem(await http.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}),
-                   401, "token_revoked")
+    pair = (
+        await http.post(
+            "/api/v1/auth/login", json={"email": tenant.emails[Role.VIEWER], "password": PASSWORD}
+        )
+    ).json()
+    assert (
+        await http.post("/api/v1/auth/logout", json={"refresh_token": pair["refresh_token"]})
+    ).status_code == 204
+    assert_problem(
+        await http.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}),
+        401,
+        "token_revoked",
+    )
 
 
-async def test_unknown_kid_rejected(http: httpx.AsyncClient, tenant: Tenant, api_resources: Resources) -> None:
-    other = TokenService(api_resources.settings.model_copy(update={"jwt_keys": {"old": "x" * 40},
-                                                                    "jwt_active_kid": "old"}))
-    token = other.issue(user_id=tenant.user_ids[Role.ADMIN], organization_id=tenant.organization_id,
-                        role=Role.ADMIN, token_type=TokenType.ACCESS).token
-    body = assert_problem(await http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}),
-                          401, "invalid_token")
+async def test_unknown_kid_rejected(
+    http: httpx.AsyncClient, tenant: Tenant, api_resources: Resources
+) -> None:
+    other = TokenService(
+        api_resources.settings.model_copy(update={"jwt_keys": {"old": "x" * 40}, "jwt_active_kid": "old"})
+    )
+    token = other.issue(
+        user_id=tenant.user_ids[Role.ADMIN],
+        organization_id=tenant.organization_id,
+        role=Role.ADMIN,
+        token_type=TokenType.ACCESS,
+    ).token
+    body = assert_problem(
+        await http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}), 401, "invalid_token"
+    )
     assert "unknown or retired key" in str(body["detail"])
 
 

@@ -32,9 +32,13 @@ async def test_unknown_route_is_problem(http: httpx.AsyncClient) -> None:
 async def test_ready_names_temporal_when_it_is_down(api_resources: Resources) -> None:
     settings = api_resources.settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
     broken = Resources(
-        settings=settings, engine=api_resources.engine, sessionmaker=api_resources.sessionmaker,
-        cache_bus=api_resources.cache_bus, history=api_resources.history,
-        temporal=TemporalConnector(settings), tokens=api_resources.tokens,
+        settings=settings,
+        engine=api_resources.engine,
+        sessionmaker=api_resources.sessionmaker,
+        cache_bus=api_resources.cache_bus,
+        history=api_resources.history,
+        temporal=TemporalConnector(settings),
+        tokens=api_resources.tokens,
     )
     port = free_port()
     service = ApiService(broken, "127.0.0.1", port)

@@ -30,8 +30,10 @@ async def run_check(env: WorkflowEnvironment, resources: Resources) -> SystemChe
     assert [w.task_queue for w in workers] == [resources.settings.temporal_task_queue]
     async with workers[0]:
         return await env.client.execute_workflow(
-            SystemCheckWorkflow.run, SystemCheckInput(requested_by="test"),
-            id=f"system-check-{uuid.uuid4()}", task_queue=resources.settings.temporal_task_queue,
+            SystemCheckWorkflow.run,
+            SystemCheckInput(requested_by="test"),
+            id=f"system-check-{uuid.uuid4()}",
+            task_queue=resources.settings.temporal_task_queue,
         )
 
 
@@ -39,12 +41,16 @@ async def test_system_check_end_to_end(resources: Resources, workflow_env: Workf
     result = await run_check(workflow_env, resources)
     assert result.ok
     assert {s.name: s.backend for s in result.stores} == {
-        "database": "sqlite", "cache_bus": "in-process", "history": "sqlite",
+        "database": "sqlite",
+        "cache_bus": "in-process",
+        "history": "sqlite",
     }
     assert result.worker_identity
 
 
-async def test_system_check_names_a_broken_store(resources: Resources, workflow_env: WorkflowEnvironment) -> None:
+async def test_system_check_names_a_broken_store(
+    resources: Resources, workflow_env: WorkflowEnvironment
+) -> None:
     await resources.engine.dispose()
     resources.engine = create_engine("sqlite+aiosqlite:////nonexistent-dir/waybill.db")
     result = await run_check(workflow_env, resources)
