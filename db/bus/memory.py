@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from uuid import UUID
@@ -51,7 +51,7 @@ class _Subscriber:
                 self.queue.put_nowait(item)
                 return
             except asyncio.QueueFull:
-                pass
+                self.queue.get_nowait()
                 self.dropped += 1
 
     def end(self) -> None:
@@ -71,7 +71,9 @@ class _Subscriber:
 
 
 class MemoryCacheBus:
-    def __init__(self, *, queue_size: int = DEFAULT_QUEUE_SIZE, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self, *, queue_size: int = DEFAULT_QUEUE_SIZE, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be >= 1")
         self._queue_size = queue_size
@@ -138,7 +140,7 @@ class MemoryCacheBus:
             Nearby(vid, haversine_m(centre, LatLon(vlat, vlon)))
             for vid, (vlat, vlon, _) in self._latest.get(org_id, {}).items()
         ]
-        return sorted((n for n in found if n.distance_m <= radius_m), key=lambda n: -n.distance_m)[:limit]
+        return sorted((n for n in found if n.distance_m <= radius_m), key=lambda n: n.distance_m)[:limit]
 
     # Pub/sub ------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from uuid import UUID
@@ -39,7 +39,7 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local window = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) <= limit then
+if redis.call('ZCARD', KEYS[1]) < limit then
   redis.call('ZADD', KEYS[1], now, now .. ':' .. ARGV[3])
   redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
   return {1, 0}
@@ -144,9 +144,13 @@ class RedisCacheBus:
                     raise TimeoutError(f"Redis did not confirm the subscription to {sorted(pending)}")
                 if msg["type"] == "subscribe":
                     pending.discard(msg["channel"])
-            yield self._messages(pubsub)
+            messages = self._messages(pubsub)
+            try:
+                yield messages
+            finally:
+                await messages.aclose()  # finalize here, not in the garbage collector
 
-    async def _messages(self, pubsub: PubSub) -> AsyncIterator[Message]:
+    async def _messages(self, pubsub: PubSub) -> AsyncGenerator[Message]:
         strip = len(self._key("ch", ""))
         async for msg in pubsub.listen():
             if msg["type"] != "message":
@@ -154,8 +158,10 @@ class RedisCacheBus:
             channel = msg["channel"].decode()[strip:]
             try:
                 data = json.loads(msg["data"])
-            except ValueError:  # not ours: someone published raw text under our prefix
-                log.warning("dropped a non-JSON message on %s", channel)
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):  # not ours: someone published raw text under our prefix
+                log.warning("dropped a message that is not a JSON object on %s", channel)
                 continue
             yield Message(channel, data)
 
