@@ -189,24 +189,23 @@ def _scheme_split(url: str) -> tuple[str, str]:
     return scheme.split("+", 1)[0], rest
 
 
-def to_async_url(url: str) -> str:
-    """postgresql://… → postgresql+psycopg://…, sqlite:///… → sqlite+aiosqlite:///…"""
+def _with_driver(url: str, sqlite_scheme: str) -> str:
     base, rest = _scheme_split(url)
     if base in ("postgresql", "postgres"):
-        return f"postgresql+psycopg://{rest}"
+        return f"postgresql+psycopg://{rest}"  # psycopg 3 serves both sync and async engines
     if base == "sqlite":
-        return f"sqlite+aiosqlite://{rest}"
+        return f"{sqlite_scheme}://{rest}"
     raise ConfigError(f"unsupported database {base!r}: use PostgreSQL (postgresql://) or SQLite (sqlite:///)")
+
+
+def to_async_url(url: str) -> str:
+    """postgresql://… → postgresql+psycopg://…, sqlite:///… → sqlite+aiosqlite:///…"""
+    return _with_driver(url, "sqlite+aiosqlite")
 
 
 def to_sync_url(url: str) -> str:
     """The same database through a synchronous driver (Alembic migrations, the backup tools)."""
-    base, rest = _scheme_split(url)
-    if base in ("postgresql", "postgres"):
-        return f"postgresql+psycopg://{rest}"
-    if base == "sqlite":
-        return f"sqlite://{rest}"
-    raise ConfigError(f"unsupported database {base!r}: use PostgreSQL (postgresql://) or SQLite (sqlite:///)")
+    return _with_driver(url, "sqlite")
 
 
 def redact_url(url: str) -> str:

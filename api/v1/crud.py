@@ -39,6 +39,20 @@ def conflict_from(exc: IntegrityConflict, kind: str) -> ProblemError:
     return ProblemError(409, "conflict", f"the {kind} conflicts with existing data ({exc.constraint})")
 
 
+async def add_or_conflict(repo: OrgScopedRepository[Any], obj: Any, kind: str) -> None:
+    try:
+        await repo.add(obj)
+    except IntegrityConflict as exc:
+        raise conflict_from(exc, kind) from None
+
+
+async def flush_or_conflict(repo: OrgScopedRepository[Any], kind: str) -> None:
+    try:
+        await repo.flush()
+    except IntegrityConflict as exc:
+        raise conflict_from(exc, kind) from None
+
+
 def changes(body: BaseModel) -> dict[str, Any]:
     """The fields a PATCH body actually set (null clears a nullable field)."""
     return body.model_dump(exclude_unset=True)

@@ -10,9 +10,8 @@ from api.errors import ProblemError
 from api.pagination import Page, PageDep, make_page
 from api.schemas.common import Coordinates
 from api.schemas.fleet import DepotCreate, DepotOut, DepotUpdate
-from api.v1.crud import changes, conflict_from, fetch
+from api.v1.crud import add_or_conflict, changes, fetch, flush_or_conflict
 from db.models import Depot
-from db.repositories.base import IntegrityConflict
 from db.repositories.fleet import DepotRepository
 from domain.roles import ALL_ROLES, FLEET_WRITERS
 
@@ -50,10 +49,7 @@ async def create_depot(body: DepotCreate, user: Writer, session: SessionDep) -> 
         lon=body.location.lon,
         timezone=body.timezone,
     )
-    try:
-        await repo.add(depot)
-    except IntegrityConflict as exc:
-        raise conflict_from(exc, "depot") from None
+    await add_or_conflict(repo, depot, "depot")
     await session.commit()
     return to_out(depot)
 
@@ -74,10 +70,7 @@ async def update_depot(depot_id: uuid.UUID, body: DepotUpdate, user: Writer, ses
             depot.lat, depot.lon = value["lat"], value["lon"]
         else:
             setattr(depot, field, value)
-    try:
-        await repo.flush()
-    except IntegrityConflict as exc:
-        raise conflict_from(exc, "depot") from None
+    await flush_or_conflict(repo, "depot")
     await session.commit()
     return to_out(depot)
 

@@ -10,10 +10,9 @@ from api.deps import CurrentUser, SessionDep, require_roles
 from api.errors import ProblemError
 from api.pagination import Page, PageDep, make_page
 from api.schemas.fleet import DriverCreate, DriverOut, DriverUpdate
-from api.v1.crud import changes, conflict_from, fetch, require_reference
+from api.v1.crud import add_or_conflict, changes, fetch, flush_or_conflict, require_reference
 from db.models import Driver
 from db.repositories.accounts import UserRepository
-from db.repositories.base import IntegrityConflict
 from db.repositories.fleet import DriverRepository, VehicleRepository
 from domain.roles import FLEET_WRITERS, Role
 
@@ -42,10 +41,6 @@ def _apply(driver: Driver, values: dict[str, Any]) -> None:
         setattr(driver, field, sorted(set(value)) if field == "skills" else value)
 
 
-def _save_conflict(exc: IntegrityConflict) -> ProblemError:
-    return conflict_from(exc, "driver")
-
-
 @router.get("", response_model=Page[DriverOut])
 async def list_drivers(user: Reader, session: SessionDep, page: PageDep) -> Page[DriverOut]:
     rows = await DriverRepository(session, user.organization_id).list(after=page.after, limit=page.limit + 1)
@@ -58,10 +53,7 @@ async def create_driver(body: DriverCreate, user: Writer, session: SessionDep) -
     await _check_refs(session, user.organization_id, values)
     driver = Driver(organization_id=user.organization_id)
     _apply(driver, values)
-    try:
-        await DriverRepository(session, user.organization_id).add(driver)
-    except IntegrityConflict as exc:
-        raise _save_conflict(exc) from None
+    await add_or_conflict(DriverRepository(session, user.organization_id), driver, "driver")
     await session.commit()
     return DriverOut.model_validate(driver)
 
@@ -82,10 +74,7 @@ async def update_driver(
     values = changes(body)
     await _check_refs(session, user.organization_id, values)
     _apply(driver, values)
-    try:
-        await repo.flush()
-    except IntegrityConflict as exc:
-        raise _save_conflict(exc) from None
+    await flush_or_conflict(repo, "driver")
     await session.commit()
     return DriverOut.model_validate(driver)
 

@@ -9,9 +9,8 @@ from api.deps import CurrentUser, SessionDep, require_roles
 from api.errors import ProblemError
 from api.pagination import Page, PageDep, make_page
 from api.schemas.fleet import CapacityOut, ShiftOut, VehicleCreate, VehicleOut, VehicleProfile, VehicleUpdate
-from api.v1.crud import changes, conflict_from, fetch, require_reference
+from api.v1.crud import add_or_conflict, changes, fetch, flush_or_conflict, require_reference
 from db.models import Vehicle
-from db.repositories.base import IntegrityConflict
 from db.repositories.fleet import DepotRepository, VehicleRepository
 from domain.roles import ALL_ROLES, FLEET_WRITERS
 
@@ -82,10 +81,7 @@ async def create_vehicle(body: VehicleCreate, user: Writer, session: SessionDep)
     )
     vehicle = Vehicle(organization_id=user.organization_id)
     _apply(vehicle, body.model_dump())
-    try:
-        await VehicleRepository(session, user.organization_id).add(vehicle)
-    except IntegrityConflict as exc:
-        raise conflict_from(exc, "vehicle") from None
+    await add_or_conflict(VehicleRepository(session, user.organization_id), vehicle, "vehicle")
     await session.commit()
     return to_out(vehicle)
 
@@ -106,10 +102,7 @@ async def update_vehicle(
         DepotRepository(session, user.organization_id), values.get("home_depot_id"), "home_depot_id"
     )
     _apply(vehicle, values)
-    try:
-        await repo.flush()
-    except IntegrityConflict as exc:
-        raise conflict_from(exc, "vehicle") from None
+    await flush_or_conflict(repo, "vehicle")
     await session.commit()
     return to_out(vehicle)
 
