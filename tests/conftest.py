@@ -89,6 +89,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from domain.search_attributes import KEYWORD_ATTRIBUTES  # noqa: E402
 from waybill.temporal_dev import temporal_binary  # noqa: E402
+from workers.search_attributes import ensure_search_attributes  # noqa: E402
 
 
 def test_server_binary() -> str:
@@ -114,6 +115,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=test_server_binary())
+    await ensure_search_attributes(env.client, "default")
     yield env
     await env.shutdown()
 

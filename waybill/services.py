@@ -20,6 +20,7 @@ from api.app import create_app
 from api.sockets.server import SocketServer
 from waybill.resources import Resources
 from workers.compose import build_workers
+from workers.search_attributes import ensure_search_attributes
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,10 @@ class WorkerService:
 
     async def start(self) -> None:
         client = await self.resources.temporal.get()
+        try:
+            await ensure_search_attributes(client, self.resources.settings.temporal_namespace)
+        except Exception as exc:  # e.g. no operator permission on a managed cluster: register them there
+            log.warning("could not register search attributes: %s (see docs/operations.md)", exc)
         self.workers = build_workers(client, self.resources, self.queues)
         if not self.workers:
             raise RuntimeError(f"nothing is registered on queue(s) {', '.join(self.queues)}")

@@ -14,8 +14,10 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.deliveries import DeliveryActivities
 from activities.system_check import SystemCheckActivities
 from waybill.resources import Resources
+from workflows.delivery import DeliveryWorkflow
 from workflows.system_check import SystemCheckWorkflow
 
 QUEUE_NAMES = ("default", "routing")
@@ -35,11 +37,18 @@ class QueuePlan:
 def plan_queues(resources: Resources) -> dict[str, QueuePlan]:
     s = resources.settings
     system = SystemCheckActivities(resources)
+    deliveries = DeliveryActivities(resources)
     return {
         "default": QueuePlan(
             task_queue=s.temporal_task_queue,
-            workflows=[SystemCheckWorkflow],
-            activities=[system.check_stores],
+            workflows=[SystemCheckWorkflow, DeliveryWorkflow],
+            activities=[
+                system.check_stores,
+                deliveries.project_delivery,
+                deliveries.append_delivery_event,
+                deliveries.publish_delivery_change,
+                deliveries.notify,
+            ],
         ),
         "routing": QueuePlan(task_queue=s.temporal_routing_task_queue),
     }

@@ -4,34 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Table, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.base import utcnow
 from db.history.base import DeliveryEvent, Position, check_range, dedupe_batch
 from db.models.history import DeliveryEventRow, PositionRow
+from db.upsert import insert_ignoring
 
 # 12 bound columns per row: stays far below SQLite's 32766 and PostgreSQL's 65535 parameters.
 INSERT_CHUNK = 500
 
 _POSITION_KEY = ["vehicle_id", "recorded_at", "seq"]
 _EVENT_KEY = ["workflow_id", "sequence"]
-
-
-def _insert_ignoring(dialect: str, table: Table, key: list[str]) -> Any:
-    """INSERT … ON CONFLICT (key) DO NOTHING for the dialect at hand.
-
-    Naming the conflict target keeps every other integrity error loud.
-    """
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=key)
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=key)
-    raise NotImplementedError(f"history store does not support the {dialect!r} dialect")
 
 
 class SqlHistoryStore:
@@ -67,7 +54,7 @@ class SqlHistoryStore:
         assert isinstance(table, Table)
         stored = 0
         async with self._sessionmaker() as session, session.begin():
-            base = _insert_ignoring(self._dialect(session), table, _POSITION_KEY)
+            base = insert_ignoring(self._dialect(session), table, _POSITION_KEY)
             for start in range(0, len(rows), INSERT_CHUNK):
                 # RETURNING counts exactly the inserted rows; rowcount is unreliable for INSERTs.
                 stmt = base.values(rows[start : start + INSERT_CHUNK]).returning(table.c.id)
@@ -122,7 +109,7 @@ class SqlHistoryStore:
         }
         async with self._sessionmaker() as session, session.begin():
             stmt = (
-                _insert_ignoring(self._dialect(session), table, _EVENT_KEY).values(row).returning(table.c.id)
+                insert_ignoring(self._dialect(session), table, _EVENT_KEY).values(row).returning(table.c.id)
             )
             return (await session.execute(stmt)).first() is not None
 

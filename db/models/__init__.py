@@ -1,5 +1,6 @@
 """ORM models; importing this package registers every table on Base.metadata."""
 
+from db.models.delivery import DeliveryRow, IdempotencyKey, NotificationOutbox, ProofFile
 from db.models.depot import Depot
 from db.models.driver import Driver
 from db.models.history import DeliveryEventRow, PositionRow
@@ -10,6 +11,10 @@ from db.models.vehicle import Vehicle
 
 __all__ = [
     "DeliveryEventRow",
+    "DeliveryRow",
+    "IdempotencyKey",
+    "NotificationOutbox",
+    "ProofFile",
     "Depot",
     "Driver",
     "Organization",

@@ -1,0 +1,127 @@
+"""Side effects of delivery transitions. Each is idempotent on (workflow id, sequence):
+the projection only moves forward, the event log and the outbox have unique keys, and a repeated
+publish is harmless (subscribers drop sequences they have seen)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Table, update
+from temporalio import activity
+
+from activities.codec import to_jsonable
+from db.history.base import DeliveryEvent
+from db.models import DeliveryRow, NotificationOutbox
+from db.upsert import insert_ignoring
+from domain import channels
+from domain.delivery import DeliveryState, Transition
+
+if TYPE_CHECKING:
+    from waybill.resources import Resources
+
+
+def projection_values(state: DeliveryState) -> dict[str, Any]:
+    drop = state.spec.dropoff
+    return {
+        "sequence": state.sequence,
+        "status": state.status.value,
+        "external_ref": state.spec.external_ref,
+        "attempt": state.attempt,
+        "vehicle_id": uuid.UUID(state.vehicle_id) if state.vehicle_id else None,
+        "driver_id": uuid.UUID(state.driver_id) if state.driver_id else None,
+        "priority": state.spec.priority,
+        "dropoff_address": drop.address,
+        "dropoff_lat": drop.lat,
+        "dropoff_lon": drop.lon,
+        "window_start": drop.windows[0].start if drop.windows else None,
+        "window_end": drop.windows[-1].end if drop.windows else None,
+        "late": state.late,
+        "state": to_jsonable(state),
+        "updated_at": state.updated_at,
+    }
+
+
+def change_message(t: Transition) -> dict[str, Any]:
+    return {
+        "type": "delivery.changed",
+        "delivery_id": t.delivery_id,
+        "sequence": t.sequence,
+        "event": t.type,
+        "status": t.to_status.value,
+        "occurred_at": t.occurred_at.isoformat(),
+        "vehicle_id": t.state.vehicle_id if t.state else None,
+    }
+
+
+class DeliveryActivities:
+    def __init__(self, resources: Resources) -> None:
+        self._r = resources
+
+    @activity.defn(name="project_delivery")
+    async def project_delivery(self, t: Transition) -> None:
+        assert t.state is not None, "transitions carry the state they lead to"
+        values = projection_values(t.state)
+        delivery_id = uuid.UUID(t.delivery_id)
+        async with self._r.sessionmaker() as session, session.begin():
+            moved = await session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.id == delivery_id, DeliveryRow.sequence < t.sequence)
+                .values(**values)
+            )
+            if moved.rowcount == 0:  # type: ignore[attr-defined]
+                # Not there yet (created outside the API) or already newer: insert-if-absent covers both.
+                table = DeliveryRow.__table__
+                assert isinstance(table, Table)
+                dialect = session.get_bind().dialect.name
+                await session.execute(
+                    insert_ignoring(dialect, table, ["id"]).values(
+                        id=delivery_id,
+                        organization_id=uuid.UUID(t.organization_id),
+                        created_at=t.state.created_at or t.occurred_at,
+                        **values,
+                    )
+                )
+
+    @activity.defn(name="append_delivery_event")
+    async def append_delivery_event(self, t: Transition) -> None:
+        data = {"from": t.from_status.value if t.from_status else None, "to": t.to_status.value, **t.data}
+        await self._r.history.append_event(
+            DeliveryEvent(
+                organization_id=uuid.UUID(t.organization_id),
+                delivery_id=uuid.UUID(t.delivery_id),
+                workflow_id=t.workflow_id,
+                sequence=t.sequence,
+                type=t.type,
+                occurred_at=t.occurred_at,
+                actor=t.actor,
+                data=to_jsonable(data),
+            )
+        )
+
+    @activity.defn(name="publish_delivery_change")
+    async def publish_delivery_change(self, t: Transition) -> None:
+        message = change_message(t)
+        targets = [channels.org_deliveries(t.organization_id), channels.delivery(t.delivery_id)]
+        if t.state is not None and t.state.vehicle_id:
+            targets.append(channels.vehicle(t.state.vehicle_id))
+        for channel in targets:
+            await self._r.cache_bus.publish(channel, message)
+
+    @activity.defn(name="notify")
+    async def notify(self, t: Transition) -> None:
+        """Request notifications for a transition. Channels (e-mail, SMS, in-app) consume the outbox."""
+        table = NotificationOutbox.__table__
+        assert isinstance(table, Table)
+        async with self._r.sessionmaker() as session, session.begin():
+            dialect = session.get_bind().dialect.name
+            await session.execute(
+                insert_ignoring(dialect, table, ["workflow_id", "sequence", "event"]).values(
+                    organization_id=uuid.UUID(t.organization_id),
+                    delivery_id=uuid.UUID(t.delivery_id),
+                    workflow_id=t.workflow_id,
+                    sequence=t.sequence,
+                    event=t.type,
+                    payload={**change_message(t), "actor": t.actor, "data": to_jsonable(t.data)},
+                )
+            )

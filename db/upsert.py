@@ -1,0 +1,20 @@
+"""Dialect-aware INSERT … ON CONFLICT DO NOTHING, for idempotent writes on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+
+
+def insert_ignoring(dialect: str, table: Table, key: list[str]) -> Any:
+    """INSERT … ON CONFLICT (key) DO NOTHING for the dialect at hand.
+
+    Naming the conflict target keeps every other integrity error loud.
+    """
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=key)
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=key)
+    raise NotImplementedError(f"idempotent inserts do not support the {dialect!r} dialect")
