@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.security.tokens import TokenService
+from db.blobs import FileBlobStore
 from db.bus.base import CacheBus
 from db.bus.factory import create_cache_bus
 from db.history.base import HistoryStore
@@ -30,6 +31,7 @@ class Resources:
     history: HistoryStore
     temporal: TemporalConnector
     tokens: TokenService
+    blobs: FileBlobStore
 
     @classmethod
     async def open(cls, settings: Settings, temporal: TemporalConnector | None = None) -> Resources:
@@ -43,6 +45,7 @@ class Resources:
             history=create_history_store(settings, sessionmaker),
             temporal=temporal or TemporalConnector(settings),
             tokens=TokenService(settings),
+            blobs=FileBlobStore(settings.data_dir / "blobs"),
         )
 
     async def database_ok(self) -> bool:

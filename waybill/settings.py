@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=50, ge=1)
     max_page_size: int = Field(default=200, ge=1)
 
+    # Deliveries
+    delivery_pod_max_distance_m: float = Field(default=200.0, gt=0)
+    delivery_unassigned_alert_minutes: float = Field(default=30.0, gt=0)
+    delivery_batch_max: int = Field(default=1000, ge=1, le=10_000)
+    proof_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
     # Sockets
     ws_auth_timeout_seconds: float = Field(default=5.0, gt=0)
     ws_ping_interval_seconds: float = Field(default=25.0, gt=0)

@@ -16,7 +16,9 @@ KEYWORD = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
-    """Add whichever attributes are missing; returns the names added. Raises if one exists with another type."""
+    """Add whichever attributes are missing and return their names.
+
+    Raises if one exists with a type other than Keyword."""
     try:
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=namespace)

@@ -432,7 +432,8 @@ class DeliveryWorkflow:
         limit = self._input.options.pod_max_distance_m
         if distance > limit and not staff:
             raise ApplicationError(
-                f"proof taken {distance:.0f} m from the drop-off (limit {limit:.0f} m); a dispatcher can override",
+                f"proof taken {distance:.0f} m from the drop-off (limit {limit:.0f} m); "
+                "a dispatcher can override",
                 {
                     "status": st.status.value,
                     "allowed_actions": allowed_actions(st.status),

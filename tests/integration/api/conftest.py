@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -14,13 +15,24 @@ from tests.support import PASSWORD, Tenant, free_port, make_tenant, test_setting
 from waybill.resources import Resources
 from waybill.services import ApiService
 from workers.client import TemporalConnector
+from workers.compose import build_workers
 
 
 @pytest.fixture(scope="session")
-async def api_resources(database_url: str, dev_env: WorkflowEnvironment) -> AsyncIterator[Resources]:
-    settings = test_settings(database_url=database_url, access_token_ttl_seconds=60)
+async def api_resources(
+    database_url: str, dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Resources]:
+    settings = test_settings(
+        database_url=database_url,
+        access_token_ttl_seconds=60,
+        temporal_task_queue=f"api-{uuid.uuid4().hex[:8]}",
+        data_dir=tmp_path_factory.mktemp("api-data"),
+    )
     resources = await Resources.open(settings, TemporalConnector(settings, dev_env.client))
-    yield resources
+    # A worker on this backend's own task queue: workflows started through the API run here.
+    worker = build_workers(dev_env.client, resources, ["default"])[0]
+    async with worker:
+        yield resources
     await resources.close()
 
 

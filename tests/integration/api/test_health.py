@@ -39,6 +39,7 @@ async def test_ready_names_temporal_when_it_is_down(api_resources: Resources) ->
         history=api_resources.history,
         temporal=TemporalConnector(settings),
         tokens=api_resources.tokens,
+        blobs=api_resources.blobs,
     )
     port = free_port()
     service = ApiService(broken, "127.0.0.1", port)

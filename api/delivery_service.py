@@ -1,0 +1,258 @@
+"""Delivery operations behind the router: idempotent creation, reads, and workflow Updates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Table, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.codec import from_jsonable
+from activities.deliveries import projection_values
+from api.deps import CurrentUser
+from api.errors import ProblemError, not_found
+from api.schemas.deliveries import DeliveryCreate, to_spec
+from db.models import DeliveryRow, IdempotencyKey
+from db.upsert import insert_ignoring
+from domain.delivery import (
+    Actor,
+    DeliveryInput,
+    DeliveryOptions,
+    DeliveryState,
+    DeliveryStatus,
+    SpecError,
+    allowed_actions,
+    validate_spec,
+)
+from domain.ids import uuid7
+from waybill.settings import Settings
+from workflows.delivery import DeliveryWorkflow
+
+R = TypeVar("R")
+
+
+def workflow_id(delivery_id: uuid.UUID | str) -> str:
+    return f"delivery-{delivery_id}"
+
+
+def request_hash(body: DeliveryCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Created:
+    state: DeliveryState
+    created: bool  # False: an earlier request (same Idempotency-Key or external_ref) made it
+
+
+def options_from(settings: Settings) -> DeliveryOptions:
+    return DeliveryOptions(
+        pod_max_distance_m=settings.delivery_pod_max_distance_m,
+        unassigned_alert_minutes=settings.delivery_unassigned_alert_minutes,
+    )
+
+
+async def _claim_key(
+    session: AsyncSession, org: uuid.UUID, key: str, digest: str, new_id: uuid.UUID
+) -> uuid.UUID:
+    """The delivery id this Idempotency-Key stands for; the first request to claim it wins."""
+    table = IdempotencyKey.__table__
+    assert isinstance(table, Table)
+    dialect = session.get_bind().dialect.name
+    await session.execute(
+        insert_ignoring(dialect, table, ["organization_id", "key"]).values(
+            organization_id=org, key=key, request_hash=digest, delivery_id=new_id
+        )
+    )
+    claim = (
+        await session.scalars(
+            select(IdempotencyKey).where(IdempotencyKey.organization_id == org, IdempotencyKey.key == key)
+        )
+    ).one()
+    if claim.request_hash != digest:
+        raise ProblemError(
+            422, "idempotency_key_reused", "this Idempotency-Key was used for a different request body"
+        )
+    return claim.delivery_id
+
+
+async def _by_ref(session: AsyncSession, org: uuid.UUID, ref: str) -> DeliveryRow | None:
+    stmt = select(DeliveryRow).where(DeliveryRow.organization_id == org, DeliveryRow.external_ref == ref)
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def create_delivery(
+    body: DeliveryCreate,
+    user: CurrentUser,
+    session: AsyncSession,
+    client: Client,
+    settings: Settings,
+    idempotency_key: str | None,
+) -> Created:
+    spec = to_spec(body)
+    now = datetime.now(UTC)
+    try:
+        validate_spec(spec, now)
+    except SpecError as exc:
+        raise ProblemError(422, "invalid_delivery", str(exc)) from None
+    org = user.organization_id
+    delivery_id = uuid7()
+    if idempotency_key:
+        delivery_id = await _claim_key(session, org, idempotency_key, request_hash(body), delivery_id)
+    if spec.external_ref and (existing := await _by_ref(session, org, spec.external_ref)) is not None:
+        if existing.id != delivery_id and idempotency_key:
+            await session.rollback()
+            raise ProblemError(409, "external_ref_taken", "another delivery already has this external_ref")
+        await session.commit()
+        return Created(
+            from_jsonable(DeliveryState, existing.state)
+            if existing.state
+            else await query_state(client, existing.id),
+            created=False,
+        )
+
+    params = DeliveryInput(
+        delivery_id=str(delivery_id),
+        organization_id=str(org),
+        spec=spec,
+        created_by=f"{user.role.value}:{user.id}",
+        created_at=now,
+        options=options_from(settings),
+    )
+    initial = DeliveryState(
+        delivery_id=str(delivery_id),
+        organization_id=str(org),
+        status=DeliveryStatus.PENDING,
+        spec=spec,
+        created_at=now,
+        updated_at=now,
+        pending_since=now,
+    )
+    # The projection row first (sequence 0), so lists show the delivery at once and the external_ref
+    # unique constraint settles races; the workflow's own projection overwrites it.
+    table = DeliveryRow.__table__
+    assert isinstance(table, Table)
+    values = {**projection_values(initial), "sequence": 0}
+    try:
+        result = await session.execute(
+            insert_ignoring(session.get_bind().dialect.name, table, ["id"])
+            .values(id=delivery_id, organization_id=org, created_at=now, **values)
+            .returning(table.c.id)
+        )
+        inserted = result.first() is not None
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        if spec.external_ref and (existing := await _by_ref(session, org, spec.external_ref)) is not None:
+            return Created(await query_state(client, existing.id), created=False)
+        raise
+    try:
+        await client.start_workflow(
+            DeliveryWorkflow.run,
+            params,
+            id=workflow_id(delivery_id),
+            task_queue=settings.temporal_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # closed already, so it existed: the replay case
+    except RPCError:
+        if inserted and not idempotency_key:
+            await session.execute(delete(DeliveryRow).where(DeliveryRow.id == delivery_id))
+            await session.commit()
+        raise ProblemError(
+            503,
+            "temporal_unavailable",
+            "the workflow service is not reachable; retry shortly",
+            headers={"Retry-After": "5"},
+        ) from None
+    if not inserted:
+        row = await session.get(DeliveryRow, delivery_id)
+        state = from_jsonable(DeliveryState, row.state) if row and row.state else initial
+        return Created(state, created=False)
+    return Created(initial, created=True)
+
+
+async def load_row(session: AsyncSession, org: uuid.UUID, delivery_id: uuid.UUID) -> DeliveryRow:
+    row = await session.get(DeliveryRow, delivery_id)
+    if row is None or row.organization_id != org:
+        raise not_found("delivery", delivery_id)
+    return row
+
+
+def row_state(row: DeliveryRow) -> DeliveryState:
+    return from_jsonable(DeliveryState, row.state)
+
+
+async def query_state(client: Client, delivery_id: uuid.UUID) -> DeliveryState:
+    handle = client.get_workflow_handle_for(DeliveryWorkflow.run, workflow_id(delivery_id))
+    try:
+        return await handle.query(DeliveryWorkflow.state)
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise not_found("delivery", delivery_id) from None
+        raise
+
+
+async def actor_for(session: AsyncSession, user: CurrentUser) -> Actor:
+    from db.repositories.fleet import DriverRepository
+
+    driver = await DriverRepository(session, user.organization_id).by_user(user.id)
+    return Actor(user_id=str(user.id), role=user.role.value, driver_id=str(driver.id) if driver else None)
+
+
+_REJECTIONS = {
+    "InvalidTransition": (409, "invalid_transition"),
+    "NotAssignedDriver": (403, "not_assigned_driver"),
+    "Forbidden": (403, "forbidden"),
+    "InvalidWindows": (422, "invalid_windows"),
+    "ProofTooFar": (422, "proof_too_far"),
+    "ProofRequired": (422, "proof_required"),
+    "OverrideRequired": (422, "override_required"),
+    "ReasonRequired": (422, "reason_required"),
+    "InvalidId": (422, "invalid_reference"),
+}
+
+
+async def run_update(
+    client: Client,
+    row: DeliveryRow,
+    call: Callable[[WorkflowHandle[DeliveryWorkflow, DeliveryState]], Awaitable[R]],
+) -> R:
+    """Run an Update; a rejection becomes a problem with the current status and the allowed actions."""
+    handle = client.get_workflow_handle_for(DeliveryWorkflow.run, workflow_id(row.id))
+    try:
+        return await call(handle)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type in _REJECTIONS:
+            status, code = _REJECTIONS[cause.type]
+            details: dict[str, Any] = dict(cause.details[0]) if cause.details else {}
+            # `status` is the HTTP status in a problem document: the delivery's goes in current_status.
+            details["current_status"] = details.pop("status", None)
+            raise ProblemError(status, code, cause.message, **details) from None
+        raise
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:  # the workflow has finished: nothing is allowed any more
+            current = row_state(row)
+            raise ProblemError(
+                409,
+                "invalid_transition",
+                f"the delivery is {current.status.value}",
+                current_status=current.status.value,
+                allowed_actions=allowed_actions(current.status),
+            ) from None
+        raise
