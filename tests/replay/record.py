@@ -10,49 +10,124 @@ import asyncio
 import sys
 import tempfile
 import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
+from db.migrate import upgrade
+from domain.delivery import (
+    ArrivalSignal,
+    AssignRequest,
+    CancelRequest,
+    DeliverRequest,
+    DeliveryState,
+    DriverRequest,
+    EtaSignal,
+    FailRequest,
+    FailureReason,
+    RescheduleRequest,
+    TimeWindow,
+)
 from domain.health import SystemCheckInput
-from tests.support import test_settings
+from domain.search_attributes import KEYWORD_ATTRIBUTES
+from tests.integration.workflows.delivery_support import DISPATCHER, DROP, driver, make_input
+from tests.support import make_tenant, test_settings
 from waybill.resources import Resources
 from waybill.temporal_dev import temporal_binary
 from workers.client import TemporalConnector
 from workers.compose import build_workers
+from workflows.delivery import DeliveryWorkflow
 from workflows.system_check import SystemCheckWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
+Handle = WorkflowHandle[DeliveryWorkflow, DeliveryState]
+VEH, DRV = str(uuid.uuid4()), str(uuid.uuid4())
+
+
+async def happy(h: Handle) -> None:
+    d = driver(DRV)
+    await h.execute_update(DeliveryWorkflow.assign, AssignRequest(DISPATCHER, VEH, DRV))
+    await h.execute_update(DeliveryWorkflow.accept, DriverRequest(d))
+    await h.execute_update(DeliveryWorkflow.pick_up, DriverRequest(d, DROP))
+    await h.signal(DeliveryWorkflow.eta_changed, EtaSignal(datetime.now(UTC) + timedelta(hours=9)))
+    await h.signal(DeliveryWorkflow.arrived, ArrivalSignal(VEH, datetime.now(UTC), DROP))
+    await h.execute_update(DeliveryWorkflow.deliver, DeliverRequest(d, "Recipient", DROP))
+
+
+async def retry_then_return(h: Handle) -> None:
+    d = driver(DRV)
+    for _ in range(2):
+        await h.execute_update(DeliveryWorkflow.assign, AssignRequest(DISPATCHER, VEH, DRV))
+        await h.execute_update(DeliveryWorkflow.pick_up, DriverRequest(d))
+        await h.execute_update(DeliveryWorkflow.depart, DriverRequest(d))
+        await h.execute_update(DeliveryWorkflow.fail, FailRequest(d, FailureReason.RECIPIENT_ABSENT))
+
+
+async def reschedule_and_cancel(h: Handle) -> None:
+    later = datetime.now(UTC) + timedelta(days=1)
+    await h.execute_update(
+        DeliveryWorkflow.reschedule,
+        RescheduleRequest(DISPATCHER, [TimeWindow(later, later + timedelta(hours=1))]),
+    )
+    await h.execute_update(DeliveryWorkflow.assign, AssignRequest(DISPATCHER, VEH, DRV))
+    await h.execute_update(DeliveryWorkflow.pick_up, DriverRequest(driver(DRV)))
+    await h.execute_update(DeliveryWorkflow.cancel, CancelRequest(DISPATCHER, "customer cancelled"))
+
+
+SCENARIOS: dict[str, tuple[Callable[[Handle], Awaitable[None]], int]] = {
+    "delivery_happy_path": (happy, 3),
+    "delivery_retry_then_return": (retry_then_return, 2),
+    "delivery_reschedule_cancel": (reschedule_and_cancel, 3),
+}
+
+
+async def record_all(client: Client, resources: Resources) -> dict[str, str]:
+    out: dict[str, str] = {}
+    org = str((await make_tenant(resources.sessionmaker)).organization_id)
+    task_queue = resources.settings.temporal_task_queue
+    async with build_workers(client, resources, ["default"])[0]:
+        check = await client.start_workflow(
+            SystemCheckWorkflow.run,
+            SystemCheckInput(requested_by="recorder"),
+            id=f"system-check-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+        await check.result()
+        out["system_check"] = (await check.fetch_history()).to_json()
+        for name, (scenario, attempts) in SCENARIOS.items():
+            params = make_input(org, max_attempts=attempts)
+            handle = await client.start_workflow(
+                DeliveryWorkflow.run, params, id=f"delivery-{params.delivery_id}", task_queue=task_queue
+            )
+            await scenario(handle)
+            await handle.result()
+            out[name] = (await handle.fetch_history()).to_json()
+    return out
 
 
 async def main() -> int:
-    from db.migrate import upgrade
-
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/replay.db"
         upgrade(url)
-        async with await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(temporal_binary())
-        ) as env:
-            settings = test_settings(database_url=url)
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(temporal_binary()),
+            search_attributes=[SearchAttributeKey.for_keyword(n) for n in KEYWORD_ATTRIBUTES],
+        )
+        async with env:
+            settings = test_settings(database_url=url, data_dir=Path(tmp))
             resources = await Resources.open(settings, TemporalConnector(settings, env.client))
             try:
-                workers = build_workers(env.client, resources, ["default"])
-                async with workers[0]:
-                    handle = await env.client.start_workflow(
-                        SystemCheckWorkflow.run,
-                        SystemCheckInput(requested_by="recorder"),
-                        id=f"system-check-{uuid.uuid4()}",
-                        task_queue=settings.temporal_task_queue,
-                    )
-                    await handle.result()
-                history = await handle.fetch_history()
+                histories = await record_all(env.client, resources)
             finally:
                 await resources.close()
     HISTORIES.mkdir(exist_ok=True)
-    out = HISTORIES / "system_check.json"
-    out.write_text(history.to_json())
-    sys.stdout.write(f"wrote {out}\n")
+    for name, text in histories.items():
+        (HISTORIES / f"{name}.json").write_text(text)
+        sys.stdout.write(f"wrote {HISTORIES / name}.json\n")
     return 0
 
 

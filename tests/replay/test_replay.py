@@ -8,10 +8,11 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from workflows.delivery import DeliveryWorkflow
 from workflows.system_check import SystemCheckWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
-WORKFLOWS = [SystemCheckWorkflow]
+WORKFLOWS = [SystemCheckWorkflow, DeliveryWorkflow]
 
 
 def test_histories_are_present() -> None:
