@@ -116,12 +116,7 @@ async def create_delivery(
             await session.rollback()
             raise ProblemError(409, "external_ref_taken", "another delivery already has this external_ref")
         await session.commit()
-        return Created(
-            from_jsonable(DeliveryState, existing.state)
-            if existing.state
-            else await query_state(client, existing.id),
-            created=False,
-        )
+        return Created(row_state(existing), created=False)
 
     params = DeliveryInput(
         delivery_id=str(delivery_id),
@@ -156,7 +151,8 @@ async def create_delivery(
     except IntegrityError:
         await session.rollback()
         if spec.external_ref and (existing := await _by_ref(session, org, spec.external_ref)) is not None:
-            return Created(await query_state(client, existing.id), created=False)
+            # The row is there from the first request's commit even if its workflow is still starting.
+            return Created(row_state(existing), created=False)
         raise
     try:
         await client.start_workflow(
@@ -181,8 +177,7 @@ async def create_delivery(
         ) from None
     if not inserted:
         row = await session.get(DeliveryRow, delivery_id)
-        state = from_jsonable(DeliveryState, row.state) if row and row.state else initial
-        return Created(state, created=False)
+        return Created(row_state(row) if row is not None else initial, created=False)
     return Created(initial, created=True)
 
 
