@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
@@ -13,12 +13,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from domain.delivery import (
+    ArrivalSignal,
     AssignRequest,
     CancelRequest,
     DeliverRequest,
+    DeliveryOptions,
     DeliveryState,
     DeliveryStatus,
     DriverRequest,
+    EtaSignal,
     FailRequest,
     FailureReason,
 )
@@ -188,5 +191,50 @@ async def test_lateness_alert_fires_when_window_passes(
         late = [e for e in events if e.type == "late"]
         assert len(late) == 1
         assert late[0].actor == "system:timer"
+    finally:
+        await res.close()
+
+
+async def test_signals_predict_lateness_and_mark_arrival(
+    workflow_env: WorkflowEnvironment, worker: tuple[Worker, Resources]
+) -> None:
+    w, res = worker
+    h = await start(workflow_env, w, window_hours=2)
+    await h.execute_update(DeliveryWorkflow.assign, AssignRequest(DISPATCHER, VEH, DRV))
+    await h.execute_update(DeliveryWorkflow.pick_up, DriverRequest(driver(DRV)))
+    now = datetime.now(UTC)
+    await h.signal(DeliveryWorkflow.eta_changed, EtaSignal(now + timedelta(hours=3)))
+    await h.signal(DeliveryWorkflow.eta_changed, EtaSignal(now + timedelta(hours=3, minutes=5)))
+    await h.signal(DeliveryWorkflow.arrived, ArrivalSignal(str(uuid.uuid4()), now, DROP))  # another vehicle
+    await h.signal(DeliveryWorkflow.arrived, ArrivalSignal(VEH, now, DROP))
+    st = await h.execute_update(DeliveryWorkflow.deliver, DeliverRequest(driver(DRV), "R", DROP))
+    assert st.status is S.DELIVERED
+    assert st.late_predicted
+    events = await res.history.events(uuid.UUID(st.organization_id), uuid.UUID(st.delivery_id))
+    types = [e.type for e in events]
+    assert types.count("late_predicted") == 1  # announced once, not on every ETA update
+    assert types[-3:] == ["out_for_delivery", "arrived", "delivered"]
+    assert events[-2].actor == "system:geofence"
+
+
+async def test_unassigned_too_long_alerts_once(
+    time_skipping_env: WorkflowEnvironment, sqlite_url: str
+) -> None:
+    settings = test_settings(database_url=sqlite_url, temporal_task_queue=f"idle-{uuid.uuid4().hex[:8]}")
+    res = await Resources.open(settings, TemporalConnector(settings, time_skipping_env.client))
+    try:
+        org = str((await make_tenant(res.sessionmaker)).organization_id)
+        async with build_workers(time_skipping_env.client, res, ["default"])[0] as w:
+            params = make_input(org, window_hours=48, options=DeliveryOptions(unassigned_alert_minutes=30))
+            h = await time_skipping_env.client.start_workflow(
+                DeliveryWorkflow.run, params, id=f"delivery-{params.delivery_id}", task_queue=w.task_queue
+            )
+            await time_skipping_env.sleep(timedelta(minutes=45))
+            assert (await h.query(DeliveryWorkflow.state)).unassigned_alerted
+            await time_skipping_env.sleep(timedelta(hours=2))
+            await h.execute_update(DeliveryWorkflow.cancel, CancelRequest(DISPATCHER, "test over"))
+            await h.result()
+        events = await res.history.events(uuid.UUID(org), uuid.UUID(params.delivery_id))
+        assert [e.type for e in events].count("unassigned_too_long") == 1
     finally:
         await res.close()
