@@ -238,3 +238,36 @@ async def test_unassigned_too_long_alerts_once(
         assert [e.type for e in events].count("unassigned_too_long") == 1
     finally:
         await res.close()
+
+
+async def test_changes_are_published_and_queued_for_notification(
+    workflow_env: WorkflowEnvironment, worker: tuple[Worker, Resources]
+) -> None:
+    from sqlalchemy import select
+
+    from db.models import NotificationOutbox
+    from domain import channels
+
+    w, res = worker
+    params = make_input(w.org)  # type: ignore[attr-defined]
+    async with res.cache_bus.subscribe(channels.delivery(params.delivery_id)) as messages:
+        h = await workflow_env.client.start_workflow(
+            DeliveryWorkflow.run, params, id=f"delivery-{params.delivery_id}", task_queue=w.task_queue
+        )
+        await h.execute_update(DeliveryWorkflow.assign, AssignRequest(DISPATCHER, VEH, DRV))
+        await h.execute_update(DeliveryWorkflow.cancel, CancelRequest(DISPATCHER, "no longer needed"))
+        seen = []
+        async for message in messages:
+            seen.append((message.data["sequence"], message.data["event"], message.data["status"]))
+            if message.data["event"] == "cancelled":
+                break
+    assert seen == [(1, "created", "pending"), (2, "assigned", "assigned"), (3, "cancelled", "cancelled")]
+    async with res.sessionmaker() as session:
+        rows = (
+            await session.scalars(
+                select(NotificationOutbox)
+                .where(NotificationOutbox.delivery_id == uuid.UUID(params.delivery_id))
+                .order_by(NotificationOutbox.sequence)
+            )
+        ).all()
+    assert [(r.sequence, r.event) for r in rows] == [(1, "created"), (2, "assigned"), (3, "cancelled")]
