@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -13,15 +12,16 @@ from typing import Any, TypeVar
 from sqlalchemy import Table, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 from activities.codec import from_jsonable
 from activities.deliveries import projection_values
 from api.deps import CurrentUser
-from api.errors import ProblemError, not_found
+from api.errors import ProblemError, not_found, temporal_unavailable
 from api.schemas.deliveries import DeliveryCreate, to_spec
 from db.models import DeliveryRow, IdempotencyKey
 from db.upsert import insert_ignoring
@@ -39,7 +39,7 @@ from domain.ids import uuid7
 from waybill.settings import Settings
 from workflows.delivery import DeliveryWorkflow
 
-R = TypeVar("R")
+A = TypeVar("A")
 
 
 def workflow_id(delivery_id: uuid.UUID | str) -> str:
@@ -169,12 +169,7 @@ async def create_delivery(
         if inserted and not idempotency_key:
             await session.execute(delete(DeliveryRow).where(DeliveryRow.id == delivery_id))
             await session.commit()
-        raise ProblemError(
-            503,
-            "temporal_unavailable",
-            "the workflow service is not reachable; retry shortly",
-            headers={"Retry-After": "5"},
-        ) from None
+        raise temporal_unavailable() from None
     if not inserted:
         row = await session.get(DeliveryRow, delivery_id)
         return Created(row_state(row) if row is not None else initial, created=False)
@@ -225,12 +220,13 @@ _REJECTIONS = {
 async def run_update(
     client: Client,
     row: DeliveryRow,
-    call: Callable[[WorkflowHandle[DeliveryWorkflow, DeliveryState]], Awaitable[R]],
-) -> R:
+    update: UpdateMethodMultiParam[[DeliveryWorkflow, A], DeliveryState],
+    arg: A,
+) -> DeliveryState:
     """Run an Update; a rejection becomes a problem with the current status and the allowed actions."""
     handle = client.get_workflow_handle_for(DeliveryWorkflow.run, workflow_id(row.id))
     try:
-        return await call(handle)
+        return await handle.execute_update(update, arg)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         if isinstance(cause, ApplicationError) and cause.type in _REJECTIONS:

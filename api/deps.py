@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from api.errors import ProblemError
+from api.errors import ProblemError, temporal_unavailable
 from api.security.tokens import TokenError, TokenType
 from db.models import User
 from domain.roles import Role
@@ -42,12 +42,7 @@ async def get_temporal(resources: ResourcesDep) -> Client:
     try:
         return await resources.temporal.get()
     except Exception:
-        raise ProblemError(
-            503,
-            "temporal_unavailable",
-            "the workflow service is not reachable; retry shortly",
-            headers={"Retry-After": "5"},
-        ) from None
+        raise temporal_unavailable() from None
 
 
 TemporalDep = Annotated[Client, Depends(get_temporal)]

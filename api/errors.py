@@ -42,6 +42,15 @@ def not_found(kind: str, ident: object) -> ProblemError:
     return ProblemError(404, f"{kind}_not_found", f"{kind.replace('_', ' ')} {ident} was not found")
 
 
+def temporal_unavailable() -> ProblemError:
+    return ProblemError(
+        503,
+        "temporal_unavailable",
+        "the workflow service is not reachable; retry shortly",
+        headers={"Retry-After": "5"},
+    )
+
+
 def problem_response(
     request: Request,
     status: int,

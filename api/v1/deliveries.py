@@ -250,9 +250,7 @@ async def assign(
     req = AssignRequest(
         await actor_for(session, user), str(body.vehicle_id), str(driver_id) if driver_id else None
     )
-    return delivery_out(
-        await run_update(client, row, lambda h: h.execute_update(DeliveryWorkflow.assign, req))
-    )
+    return delivery_out(await run_update(client, row, DeliveryWorkflow.assign, req))
 
 
 @router.post("/{delivery_id}/unassign", response_model=DeliveryOut)
@@ -261,9 +259,7 @@ async def unassign(
 ) -> DeliveryOut:
     row = await load_row(session, user.organization_id, delivery_id)
     req = CancelRequest(await actor_for(session, user), body.reason)
-    return delivery_out(
-        await run_update(client, row, lambda h: h.execute_update(DeliveryWorkflow.unassign, req))
-    )
+    return delivery_out(await run_update(client, row, DeliveryWorkflow.unassign, req))
 
 
 @router.post("/{delivery_id}/reschedule", response_model=DeliveryOut)
@@ -274,9 +270,7 @@ async def reschedule(
     req = RescheduleRequest(
         await actor_for(session, user), [TimeWindow(w.start, w.end) for w in body.windows]
     )
-    return delivery_out(
-        await run_update(client, row, lambda h: h.execute_update(DeliveryWorkflow.reschedule, req))
-    )
+    return delivery_out(await run_update(client, row, DeliveryWorkflow.reschedule, req))
 
 
 @router.post("/{delivery_id}/cancel", response_model=DeliveryOut)
@@ -285,9 +279,7 @@ async def cancel(
 ) -> DeliveryOut:
     row = await load_row(session, user.organization_id, delivery_id)
     req = CancelRequest(await actor_for(session, user), body.reason)
-    return delivery_out(
-        await run_update(client, row, lambda h: h.execute_update(DeliveryWorkflow.cancel, req))
-    )
+    return delivery_out(await run_update(client, row, DeliveryWorkflow.cancel, req))
 
 
 # Driver actions ------------------------------------------------------------------------------
@@ -303,7 +295,7 @@ def _driver_action(name: str, update: Any, summary: str) -> None:
     ) -> DeliveryOut:
         row = await _own_row(user, session, delivery_id)
         req = DriverRequest(await actor_for(session, user), _location(body.location) if body else None)
-        return delivery_out(await run_update(client, row, lambda h: h.execute_update(update, req)))
+        return delivery_out(await run_update(client, row, update, req))
 
     router.add_api_route(
         f"/{{delivery_id}}/{name}",
@@ -348,9 +340,7 @@ async def deliver(
         body.photo_sha256,
         body.override_distance,
     )
-    return delivery_out(
-        await run_update(client, row, lambda h: h.execute_update(DeliveryWorkflow.deliver, req))
-    )
+    return delivery_out(await run_update(client, row, DeliveryWorkflow.deliver, req))
 
 
 @router.post("/{delivery_id}/fail", response_model=DeliveryOut)
@@ -359,7 +349,7 @@ async def fail(
 ) -> DeliveryOut:
     row = await _own_row(user, session, delivery_id)
     req = FailRequest(await actor_for(session, user), body.reason, body.notes, _location(body.location))
-    return delivery_out(await run_update(client, row, lambda h: h.execute_update(DeliveryWorkflow.fail, req)))
+    return delivery_out(await run_update(client, row, DeliveryWorkflow.fail, req))
 
 
 @router.post(
