@@ -112,8 +112,10 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A fresh time-skipping server per test: its clock is shared by every workflow on it, so
+    workflows left open by one test must not be able to move time under the next one."""
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=test_server_binary())
     await ensure_search_attributes(env.client, "default")
     yield env
