@@ -6,7 +6,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Table, delete, select
@@ -24,6 +24,7 @@ from api.deps import CurrentUser
 from api.errors import ProblemError, not_found, temporal_unavailable
 from api.schemas.deliveries import DeliveryCreate, to_spec
 from db.models import DeliveryRow, IdempotencyKey
+from db.repositories.fleet import DriverRepository
 from db.upsert import insert_ignoring
 from domain.delivery import (
     Actor,
@@ -36,6 +37,7 @@ from domain.delivery import (
     validate_spec,
 )
 from domain.ids import uuid7
+from domain.roles import Role
 from waybill.settings import Settings
 from workflows.delivery import DeliveryWorkflow
 
@@ -155,14 +157,7 @@ async def create_delivery(
             return Created(row_state(existing), created=False)
         raise
     try:
-        await client.start_workflow(
-            DeliveryWorkflow.run,
-            params,
-            id=workflow_id(delivery_id),
-            task_queue=settings.temporal_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
+        await start_delivery_workflow(client, params, settings.temporal_task_queue)
     except WorkflowAlreadyStartedError:
         pass  # closed already, so it existed: the replay case
     except RPCError:
@@ -174,6 +169,21 @@ async def create_delivery(
         row = await session.get(DeliveryRow, delivery_id)
         return Created(row_state(row) if row is not None else initial, created=False)
     return Created(initial, created=True)
+
+
+async def start_delivery_workflow(
+    client: Client, params: DeliveryInput, task_queue: str, rpc_timeout: timedelta | None = None
+) -> None:
+    """Start `delivery-{id}`; a running one is reused, a finished one is never started again."""
+    await client.start_workflow(
+        DeliveryWorkflow.run,
+        params,
+        id=workflow_id(params.delivery_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        rpc_timeout=rpc_timeout,
+    )
 
 
 async def load_row(session: AsyncSession, org: uuid.UUID, delivery_id: uuid.UUID) -> DeliveryRow:
@@ -198,9 +208,10 @@ async def query_state(client: Client, delivery_id: uuid.UUID) -> DeliveryState:
 
 
 async def actor_for(session: AsyncSession, user: CurrentUser) -> Actor:
-    from db.repositories.fleet import DriverRepository
-
-    driver = await DriverRepository(session, user.organization_id).by_user(user.id)
+    """Who acts; drivers also carry their driver record (only users with role driver have one)."""
+    driver = None
+    if user.role is Role.DRIVER:
+        driver = await DriverRepository(session, user.organization_id).by_user(user.id)
     return Actor(user_id=str(user.id), role=user.role.value, driver_id=str(driver.id) if driver else None)
 
 

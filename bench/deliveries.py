@@ -55,10 +55,10 @@ import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
-from api.delivery_service import options_from, workflow_id
+from api.delivery_service import options_from, start_delivery_workflow
 from api.schemas.deliveries import DeliveryCreate, to_spec
 from api.security.passwords import hash_password
 from db.migrate import upgrade
@@ -74,7 +74,6 @@ from waybill.temporal_dev import temporal_binary
 from workers.client import TemporalConnector
 from workers.compose import build_workers
 from workers.search_attributes import ensure_search_attributes
-from workflows.delivery import DeliveryWorkflow
 
 GOAL_RATIO = 0.8
 WARMUP = 20
@@ -591,14 +590,8 @@ async def measure(
                 created_at=datetime.now(UTC),
                 options=options,
             )
-            await client.start_workflow(
-                DeliveryWorkflow.run,
-                params,
-                id=workflow_id(delivery_id),
-                task_queue=settings.temporal_task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                rpc_timeout=timedelta(seconds=REQUEST_TIMEOUT_S),
+            await start_delivery_workflow(
+                client, params, settings.temporal_task_queue, timedelta(seconds=REQUEST_TIMEOUT_S)
             )
 
         async def one_run(side: str, round_no: int, n: int, progress: bool = True) -> Run:

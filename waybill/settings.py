@@ -81,7 +81,6 @@ class Settings(BaseSettings):
     temporal_routing_task_queue: str = "waybill-routing"
     temporal_dev_port: int = Field(default=7233, ge=1, le=65535)
     temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
-    worker_activity_threads: int = Field(default=16, ge=1)
 
     # Auth
     jwt_keys: Annotated[dict[str, str], Field(default_factory=lambda: {"dev": DEV_JWT_SECRET})]

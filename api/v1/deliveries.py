@@ -43,6 +43,7 @@ from api.v1.crud import require_reference
 from db.models import DeliveryRow, Driver, ProofFile
 from db.repositories.fleet import DriverRepository, VehicleRepository
 from domain.delivery import (
+    Actor,
     AssignRequest,
     CancelRequest,
     DeliverRequest,
@@ -70,14 +71,16 @@ def _location(loc: Any) -> Position | None:
     return Position(loc.lat, loc.lon) if loc is not None else None
 
 
-async def _own_row(request_user: CurrentUser, session: SessionDep, delivery_id: uuid.UUID) -> DeliveryRow:
-    row = await load_row(session, request_user.organization_id, delivery_id)
-    if request_user.role is Role.DRIVER:
-        driver = await DriverRepository(session, request_user.organization_id).by_user(request_user.id)
-        if driver is None or row.driver_id != driver.id:
-            # Drivers see only the deliveries assigned to them; others do not exist for them.
-            raise ProblemError(404, "delivery_not_found", f"delivery {delivery_id} was not found")
-    return row
+async def _own_row(
+    user: CurrentUser, session: SessionDep, delivery_id: uuid.UUID
+) -> tuple[DeliveryRow, Actor]:
+    """The delivery and the caller as an actor (one driver lookup serves both)."""
+    row = await load_row(session, user.organization_id, delivery_id)
+    actor = await actor_for(session, user)
+    if user.role is Role.DRIVER and (actor.driver_id is None or str(row.driver_id) != actor.driver_id):
+        # Drivers see only the deliveries assigned to them; others do not exist for them.
+        raise ProblemError(404, "delivery_not_found", f"delivery {delivery_id} was not found")
+    return row, actor
 
 
 # Create --------------------------------------------------------------------------------------
@@ -198,7 +201,7 @@ async def get_delivery(
     client: TemporalDep,
     consistent: Annotated[bool, Query(description="ask the workflow instead of the projection")] = False,
 ) -> DeliveryOut:
-    row = await _own_row(user, session, delivery_id)
+    row, _ = await _own_row(user, session, delivery_id)
     return delivery_out(await query_state(client, row.id) if consistent else row_state(row))
 
 
@@ -206,7 +209,7 @@ async def get_delivery(
 async def timeline(
     delivery_id: uuid.UUID, user: Reader, session: SessionDep, resources: ResourcesDep
 ) -> list[EventOut]:
-    row = await _own_row(user, session, delivery_id)
+    row, _ = await _own_row(user, session, delivery_id)
     events = await resources.history.events(row.organization_id, row.id)
     return [
         EventOut(
@@ -293,8 +296,8 @@ def _driver_action(name: str, update: Any, summary: str) -> None:
         client: TemporalDep,
         body: PositionIn | None = None,
     ) -> DeliveryOut:
-        row = await _own_row(user, session, delivery_id)
-        req = DriverRequest(await actor_for(session, user), _location(body.location) if body else None)
+        row, actor = await _own_row(user, session, delivery_id)
+        req = DriverRequest(actor, _location(body.location) if body else None)
         return delivery_out(await run_update(client, row, update, req))
 
     router.add_api_route(
@@ -317,7 +320,7 @@ _driver_action("arrive", DeliveryWorkflow.arrive, "Driver has arrived at the dro
 async def deliver(
     delivery_id: uuid.UUID, body: DeliverIn, user: DriverOrStaff, session: SessionDep, client: TemporalDep
 ) -> DeliveryOut:
-    row = await _own_row(user, session, delivery_id)
+    row, actor = await _own_row(user, session, delivery_id)
     if body.override_distance and user.role is Role.DRIVER:
         raise ProblemError(403, "forbidden", "only a dispatcher can override the proof-of-delivery distance")
     for digest in filter(None, (body.signature_sha256, body.photo_sha256)):
@@ -333,7 +336,7 @@ async def deliver(
                 422, "unknown_proof_file", f"no proof file {digest} was uploaded for this delivery"
             )
     req = DeliverRequest(
-        await actor_for(session, user),
+        actor,
         body.recipient_name,
         _location(body.location),
         body.signature_sha256,
@@ -347,8 +350,8 @@ async def deliver(
 async def fail(
     delivery_id: uuid.UUID, body: FailIn, user: DriverOnly, session: SessionDep, client: TemporalDep
 ) -> DeliveryOut:
-    row = await _own_row(user, session, delivery_id)
-    req = FailRequest(await actor_for(session, user), body.reason, body.notes, _location(body.location))
+    row, actor = await _own_row(user, session, delivery_id)
+    req = FailRequest(actor, body.reason, body.notes, _location(body.location))
     return delivery_out(await run_update(client, row, DeliveryWorkflow.fail, req))
 
 
@@ -365,7 +368,7 @@ async def upload_proof(
     session: SessionDep,
     resources: ResourcesDep,
 ) -> ProofFileOut:
-    row = await _own_row(user, session, delivery_id)
+    row, _ = await _own_row(user, session, delivery_id)
     limit = resources.settings.proof_max_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:

@@ -34,9 +34,6 @@ class OrganizationRepository:
 class UserRepository(OrgScopedRepository[User]):
     model = User
 
-    async def by_email(self, email: str) -> User | None:
-        return (await self.session.scalars(self._scoped().where(User.email == email.lower()))).one_or_none()
-
 
 async def find_login(session: AsyncSession, email: str) -> User | None:
     """The user for a login attempt; the only lookup not scoped (the organization is not known yet)."""
@@ -69,14 +66,6 @@ class RefreshTokenRepository:
         stmt = (
             update(RefreshToken)
             .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
-        await self.session.execute(stmt)
-
-    async def revoke_user(self, user_id: uuid.UUID, now: datetime) -> None:
-        stmt = (
-            update(RefreshToken)
-            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=now)
         )
         await self.session.execute(stmt)

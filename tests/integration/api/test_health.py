@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import httpx
 
 from tests.integration.api.test_auth import assert_problem
@@ -31,16 +33,7 @@ async def test_unknown_route_is_problem(http: httpx.AsyncClient) -> None:
 
 async def test_ready_names_temporal_when_it_is_down(api_resources: Resources) -> None:
     settings = api_resources.settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
-    broken = Resources(
-        settings=settings,
-        engine=api_resources.engine,
-        sessionmaker=api_resources.sessionmaker,
-        cache_bus=api_resources.cache_bus,
-        history=api_resources.history,
-        temporal=TemporalConnector(settings),
-        tokens=api_resources.tokens,
-        blobs=api_resources.blobs,
-    )
+    broken = replace(api_resources, settings=settings, temporal=TemporalConnector(settings))
     port = free_port()
     service = ApiService(broken, "127.0.0.1", port)
     await service.start()
