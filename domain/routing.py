@@ -170,3 +170,11 @@ class RoutePlan:
     engine: str  # which engine produced it, with version, e.g. "ortools 9.15.6755"
     solve_time_s: float
     notes: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class OptimizeRoutesInput:
+    """The `optimize_routes` activity's argument (the matrix is built and cached by the activity)."""
+
+    problem: RoutingProblem
+    options: SolveOptions = field(default_factory=SolveOptions)
