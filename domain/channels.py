@@ -13,3 +13,7 @@ def delivery(delivery_id: str) -> str:
 
 def vehicle(vehicle_id: str) -> str:
     return f"vehicle:{vehicle_id}"
+
+
+def org_routes(organization_id: str) -> str:
+    return f"org:{organization_id}:routes"

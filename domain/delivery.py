@@ -259,6 +259,7 @@ class DeliveryState:
     attempt: int = 1
     vehicle_id: str | None = None
     driver_id: str | None = None
+    route_id: str | None = None  # the RouteWorkflow whose stops include this delivery
     accepted: bool = False
     eta: datetime | None = None
     late: bool = False
@@ -294,6 +295,7 @@ class Transition:
     to_status: DeliveryStatus
     data: dict[str, Any] = field(default_factory=dict)
     state: DeliveryState | None = None  # the state after the transition (for the projection)
+    route_id: str | None = None  # a route to tell of this transition (its stop started, ended or left)
 
 
 # Actions (Update arguments) ------------------------------------------------------------------
@@ -317,6 +319,7 @@ class AssignRequest:
     actor: Actor
     vehicle_id: str
     driver_id: str | None = None
+    route_id: str | None = None  # set when a route plan assigns it
 
 
 @dataclass(frozen=True)

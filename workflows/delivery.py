@@ -17,7 +17,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deliveries import DeliveryActivities
@@ -46,6 +46,8 @@ with workflow.unsafe.imports_passed_through():
         promised_by,
         validate_windows,
     )
+    from domain.route_plans import DISPATCH_NOTICE_SIGNAL, DeliveryNotice, dispatch_workflow_id
+    from domain.routes import ROUTE_PROGRESS_SIGNAL, StopProgress
 
 S = DeliveryStatus
 STATUS_KEY = SearchAttributeKey.for_keyword(sa.DELIVERY_STATUS)
@@ -57,6 +59,17 @@ REF_KEY = SearchAttributeKey.for_keyword(sa.EXTERNAL_REF)
 RECORD_TIMEOUT = timedelta(seconds=30)
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 STAFF_ROLES = ("admin", "dispatcher")
+# Transitions the delivery's route hears of: its stop started, ended or left the route.
+ROUTE_EVENTS = frozenset(
+    {"picked_up", "out_for_delivery", "arrived", "delivered", "failed", "returned", "cancelled"}
+)
+DISPATCH_EVENTS = frozenset({"created", "cancelled"})  # what a depot's auto-dispatch hears of
+LINKS_PATCH = "route-and-dispatch-signals"
+
+
+def delivery_workflow_id(delivery_id: str) -> str:
+    return f"delivery-{delivery_id}"
+
 
 # Transitions whose recipients are told (channels and rules arrive with notifications).
 NOTIFY_EVENTS = frozenset(
@@ -141,6 +154,16 @@ class DeliveryWorkflow:
         await _act(DeliveryActivities.publish_delivery_change, t)
         if t.type in NOTIFY_EVENTS:
             await _act(DeliveryActivities.notify, t)
+        depot = self._state.spec.depot_id
+        if (t.route_id or (depot and t.type in DISPATCH_EVENTS)) and workflow.patched(LINKS_PATCH):
+            if t.route_id:
+                await _tell(
+                    t.route_id, ROUTE_PROGRESS_SIGNAL, StopProgress(t.delivery_id, t.type, t.occurred_at)
+                )
+            if depot and t.type in DISPATCH_EVENTS:
+                await _tell(
+                    dispatch_workflow_id(depot), DISPATCH_NOTICE_SIGNAL, DeliveryNotice(t.delivery_id, t.type)
+                )
 
     async def _recorded_up_to(self, sequence: int) -> DeliveryState:
         await workflow.wait_condition(lambda: self._recorded >= sequence)
@@ -195,6 +218,8 @@ class DeliveryWorkflow:
             changes.setdefault("pending_since", now)
             changes.setdefault("unassigned_alerted", False)
         self._state = before.with_(status=to, sequence=before.sequence + 1, updated_at=now, **changes)
+        route = before.route_id
+        tell_route = route is not None and (kind in ROUTE_EVENTS or self._state.route_id != route)
         self._queue.append(
             Transition(
                 delivery_id=before.delivery_id,
@@ -208,6 +233,7 @@ class DeliveryWorkflow:
                 to_status=to,
                 data=data or {},
                 state=self._state,
+                route_id=route if tell_route else None,
             )
         )
         if (before.status, before.vehicle_id, before.driver_id) != (
@@ -268,6 +294,7 @@ class DeliveryWorkflow:
             },
             vehicle_id=req.vehicle_id,
             driver_id=req.driver_id,
+            route_id=req.route_id,
             accepted=False,
         )
         return await self._recorded_up_to(seq)
@@ -288,6 +315,7 @@ class DeliveryWorkflow:
             {"reason": req.reason, "vehicle_id": self._state.vehicle_id},
             vehicle_id=None,
             driver_id=None,
+            route_id=None,
             accepted=False,
         )
         return await self._recorded_up_to(seq)
@@ -458,6 +486,7 @@ class DeliveryWorkflow:
                 attempt=st.attempt + 1,
                 vehicle_id=None,
                 driver_id=None,
+                route_id=None,
                 accepted=False,
             )
         else:
@@ -521,6 +550,14 @@ def _act(
     return workflow.execute_activity_method(
         method, t, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY
     )
+
+
+async def _tell(workflow_id: str, signal: str, arg: object) -> None:
+    """Signal another workflow that may not exist (no route, no auto-dispatch): a miss is fine."""
+    try:
+        await workflow.get_external_workflow_handle(workflow_id).signal(signal, arg)
+    except FailureError:
+        workflow.logger.debug("no %s to tell of %s", workflow_id, signal)
 
 
 def _is_uuid(value: str) -> bool:

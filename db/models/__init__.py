@@ -5,6 +5,7 @@ from db.models.depot import Depot
 from db.models.driver import Driver
 from db.models.history import DeliveryEventRow, PositionRow
 from db.models.organization import Organization
+from db.models.route import RoutePlanRow, RouteRow
 from db.models.token import RefreshToken
 from db.models.user import User
 from db.models.vehicle import Vehicle
@@ -20,6 +21,8 @@ __all__ = [
     "Organization",
     "PositionRow",
     "RefreshToken",
+    "RoutePlanRow",
+    "RouteRow",
     "User",
     "Vehicle",
 ]
