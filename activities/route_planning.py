@@ -22,7 +22,7 @@ from db.upsert import insert_ignoring
 from domain import channels
 from domain.delivery import Actor, AssignRequest, DeliveryState, DeliveryStatus
 from domain.route_plans import ApplyInput, ApplyResult, LoadedProblem, PlanRequest, PlanState, StopRef
-from domain.routes import PlanChange, RouteInput, RouteState, RouteStop
+from domain.routes import PlanChange, RouteInput, RouteState, RouteStop, route_workflow_id
 from domain.routing import PlannedRoute, StopKind
 
 if TYPE_CHECKING:
@@ -154,13 +154,14 @@ class RoutePlanningActivities:
     @activity.defn(name="apply_route_plan")
     async def apply_route_plan(self, inp: ApplyInput) -> ApplyResult:
         from workflows.delivery import DeliveryWorkflow, delivery_workflow_id
-        from workflows.route import RouteWorkflow, route_workflow_id
+        from workflows.route import RouteWorkflow
 
         client = await self._r.temporal.get()
         req, loaded, plan = inp.request, inp.loaded, inp.plan
         refs = {s.delivery_id: s for s in loaded.stops}
         vehicles = {v.vehicle_id: v for v in loaded.vehicles}
         actor = Actor(user_id=f"route-plan:{req.plan_id}", role="dispatcher")
+        depot = loaded.problem.locations[0]
         outcomes: dict[str, str] = {}
         routes: list[str] = []
         changed: list[str] = []
@@ -206,6 +207,8 @@ class RoutePlanningActivities:
                     start_at=change.start_at or loaded.origin,
                     plan_id=req.plan_id,
                     stops=[],
+                    start_lat=depot.lat,
+                    start_lon=depot.lon,
                 ),
                 id=route_id,
                 task_queue=activity.info().task_queue,

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
-from api.v1 import auth, deliveries, depots, drivers, health, vehicles
+from api.v1 import auth, deliveries, depots, dispatch, drivers, health, route_plans, routes, vehicles
 from waybill import __version__
 from waybill.resources import Resources
 from waybill.settings import Settings
@@ -55,7 +55,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         )
     app.include_router(health.router)
     v1 = APIRouter(prefix="/api/v1")
-    for module in (auth, depots, vehicles, drivers, deliveries):
+    for module in (auth, depots, vehicles, drivers, deliveries, route_plans, routes, dispatch):
         v1.include_router(module.router)
     app.include_router(v1)
     return app

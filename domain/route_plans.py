@@ -99,6 +99,8 @@ class PlanState:
     error: str | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # delivery id -> why it was not planned
     applied_by: str | None = None
+    origin: datetime | None = None  # second 0 of the plan's times
+    shift: str | None = None  # the service date the plan is for (part of each route id)
     updated_at: datetime | None = None
 
 

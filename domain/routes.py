@@ -63,6 +63,8 @@ class RouteInput:
     plan_id: str
     stops: list[RouteStop]
     end_travel_s: int = 0  # from the last stop back to the end location
+    start_lat: float | None = None  # where the route starts (the depot)
+    start_lon: float | None = None
     resume: RouteState | None = None  # set by continue-as-new
 
 
@@ -82,6 +84,8 @@ class RouteState:
     end_travel_s: int = 0
     estimated_end: datetime | None = None
     updated_at: datetime | None = None
+    start_lat: float | None = None
+    start_lon: float | None = None
 
     def stop(self, delivery_id: str, kind: str) -> RouteStop | None:
         return next((s for s in self.stops if s.delivery_id == delivery_id and s.kind == kind), None)
@@ -167,4 +171,34 @@ def estimate_etas(state: RouteState, now: datetime) -> RouteState:
     return replace(state, stops=stops, estimated_end=end)
 
 
+def route_workflow_id(vehicle_id: str, shift: str) -> str:
+    return f"route-{vehicle_id}-{shift}"
+
+
 ROUTE_PROGRESS_SIGNAL = "stop_progress"  # RouteWorkflow.stop_progress, by name (no import cycle)
+
+
+def route_travel_s(
+    state: RouteState, fixed: list[RouteStop], ordered: list[RouteStop], detour: float, speed_kmh: float
+) -> tuple[list[int], int]:
+    """Travel seconds into each of `ordered` (driving on from the last fixed stop) and back to the start.
+
+    Great-circle distance times a detour factor at a constant speed: the default matrix model, used
+    when a dispatcher re-orders stops by hand (the optimizer's own plan carries its own times).
+    """
+    from domain.geo import LatLon, haversine_m
+
+    mps = speed_kmh / 3.6
+    start = (
+        LatLon(state.start_lat, state.start_lon)
+        if state.start_lat is not None and state.start_lon is not None
+        else None
+    )
+    here = LatLon(fixed[-1].lat, fixed[-1].lon) if fixed else start
+    out: list[int] = []
+    for s in ordered:
+        there = LatLon(s.lat, s.lon)
+        out.append(round(haversine_m(here, there) * detour / mps) if here else s.travel_s)
+        here = there
+    end = round(haversine_m(here, start) * detour / mps) if here and start else state.end_travel_s
+    return out, end

@@ -15,9 +15,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.deliveries import DeliveryActivities
+from activities.route_planning import RoutePlanningActivities
 from activities.system_check import SystemCheckActivities
 from waybill.resources import Resources
 from workflows.delivery import DeliveryWorkflow
+from workflows.dispatch import DispatchWorkflow
+from workflows.route import RouteWorkflow
+from workflows.route_plan import RoutePlanWorkflow
 from workflows.system_check import SystemCheckWorkflow
 
 QUEUE_NAMES = ("default", "routing")
@@ -38,16 +42,27 @@ def plan_queues(resources: Resources) -> dict[str, QueuePlan]:
     s = resources.settings
     system = SystemCheckActivities(resources)
     deliveries = DeliveryActivities(resources)
+    planning = RoutePlanningActivities(resources)
     return {
         "default": QueuePlan(
             task_queue=s.temporal_task_queue,
-            workflows=[SystemCheckWorkflow, DeliveryWorkflow],
+            workflows=[
+                SystemCheckWorkflow,
+                DeliveryWorkflow,
+                RoutePlanWorkflow,
+                RouteWorkflow,
+                DispatchWorkflow,
+            ],
             activities=[
                 system.check_stores,
                 deliveries.project_delivery,
                 deliveries.append_delivery_event,
                 deliveries.publish_delivery_change,
                 deliveries.notify,
+                planning.load_routing_problem,
+                planning.save_route_plan,
+                planning.apply_route_plan,
+                planning.project_route,
             ],
         ),
         "routing": QueuePlan(task_queue=s.temporal_routing_task_queue),

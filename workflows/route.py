@@ -45,10 +45,6 @@ STOP_FAILED = {"failed", "returned"}
 LEFT_ROUTE = {"cancelled", "unassigned", "reassigned", "retry_scheduled"}
 
 
-def route_workflow_id(vehicle_id: str, shift: str) -> str:
-    return f"route-{vehicle_id}-{shift}"
-
-
 @workflow.defn
 class RouteWorkflow:
     @workflow.init
@@ -64,6 +60,8 @@ class RouteWorkflow:
             start_at=inp.start_at,
             stops=list(inp.stops),
             end_travel_s=inp.end_travel_s,
+            start_lat=inp.start_lat,
+            start_lon=inp.start_lon,
         )
         self._dirty = True
         self._eta_told: dict[str, datetime] = {}

@@ -71,7 +71,7 @@ class RoutePlanWorkflow:
             heartbeat_timeout=SOLVE_HEARTBEAT,
             retry_policy=SOLVE_RETRY,
         )
-        self._set(P.PLANNED, plan=plan, skipped=loaded.skipped)
+        self._set(P.PLANNED, plan=plan, skipped=loaded.skipped, origin=loaded.origin, shift=loaded.shift)
         await self._save()
         if not self._apply_requested:
             try:

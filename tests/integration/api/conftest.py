@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -26,12 +27,15 @@ async def api_resources(
         database_url=database_url,
         access_token_ttl_seconds=60,
         temporal_task_queue=f"api-{uuid.uuid4().hex[:8]}",
+        temporal_routing_task_queue=f"api-routing-{uuid.uuid4().hex[:8]}",
         data_dir=tmp_path_factory.mktemp("api-data"),
     )
     resources = await Resources.open(settings, TemporalConnector(settings, dev_env.client))
-    # A worker on this backend's own task queue: workflows started through the API run here.
-    worker = build_workers(dev_env.client, resources, ["default"])[0]
-    async with worker:
+    # Workers on this backend's own task queues: workflows started through the API run here.
+    workers = build_workers(dev_env.client, resources)
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
         yield resources
     await resources.close()
 
