@@ -1,7 +1,8 @@
 """Record workflow histories from real runs on the dev server, for the replay tests.
 
-Run after changing a workflow on purpose (and keep the old histories until no run of the old code
-can still be open):  .venv/bin/python -m tests.replay.record
+Run after changing a workflow on purpose:  .venv/bin/python -m tests.replay.record
+It adds the histories that are missing and keeps the others, which were made by older code and
+must go on replaying until no run of that code can still be open (`--force` rewrites them all).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from domain.delivery import (
     TimeWindow,
 )
 from domain.health import SystemCheckInput
+from domain.routes import ResequenceRequest, RouteInput, RouteStop
 from domain.search_attributes import KEYWORD_ATTRIBUTES
 from tests.integration.workflows.delivery_support import DISPATCHER, DROP, driver, make_input
 from tests.support import make_tenant, test_settings
@@ -41,6 +43,7 @@ from waybill.temporal_dev import temporal_binary
 from workers.client import TemporalConnector
 from workers.compose import build_workers
 from workflows.delivery import DeliveryWorkflow
+from workflows.route import RouteWorkflow
 from workflows.system_check import SystemCheckWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -85,6 +88,50 @@ SCENARIOS: dict[str, tuple[Callable[[Handle], Awaitable[None]], int]] = {
 }
 
 
+async def record_route(client: Client, org: str, task_queue: str) -> dict[str, str]:
+    """A route with two deliveries linked to it: one delivered, one cancelled (which completes it)."""
+    route_id = f"route-{VEH}-record"
+    handles = []
+    for _ in range(2):
+        params = make_input(org)
+        handles.append(
+            await client.start_workflow(
+                DeliveryWorkflow.run, params, id=f"delivery-{params.delivery_id}", task_queue=task_queue
+            )
+        )
+    stops = [
+        RouteStop(
+            delivery_id=h.id.removeprefix("delivery-"),
+            kind="delivery",
+            lat=DROP.lat,
+            lon=DROP.lon,
+            travel_s=300,
+        )
+        for h in handles
+    ]
+    route = await client.start_workflow(
+        RouteWorkflow.run,
+        RouteInput(route_id, org, VEH, "record", DRV, None, datetime.now(UTC), "plan", stops),
+        id=route_id,
+        task_queue=task_queue,
+    )
+    for h in handles:
+        await h.execute_update(DeliveryWorkflow.assign, AssignRequest(DISPATCHER, VEH, DRV, route_id))
+    await route.execute_update(
+        RouteWorkflow.resequence, ResequenceRequest("dispatcher:x", [s.key for s in reversed(stops)])
+    )
+    d = driver(DRV)
+    await handles[1].execute_update(DeliveryWorkflow.pick_up, DriverRequest(d, DROP))
+    await handles[1].execute_update(DeliveryWorkflow.depart, DriverRequest(d, DROP))
+    await handles[1].execute_update(DeliveryWorkflow.deliver, DeliverRequest(d, "Recipient", DROP))
+    await handles[0].execute_update(DeliveryWorkflow.cancel, CancelRequest(DISPATCHER, "customer cancelled"))
+    await route.result()
+    return {
+        "route_two_stops": (await route.fetch_history()).to_json(),
+        "delivery_on_route": (await handles[1].fetch_history()).to_json(),
+    }
+
+
 async def record_all(client: Client, resources: Resources) -> dict[str, str]:
     out: dict[str, str] = {}
     org = str((await make_tenant(resources.sessionmaker)).organization_id)
@@ -98,6 +145,7 @@ async def record_all(client: Client, resources: Resources) -> dict[str, str]:
         )
         await check.result()
         out["system_check"] = (await check.fetch_history()).to_json()
+        out.update(await record_route(client, org, task_queue))
         for name, (scenario, attempts) in SCENARIOS.items():
             params = make_input(org, max_attempts=attempts)
             handle = await client.start_workflow(
@@ -126,7 +174,10 @@ async def main() -> int:
                 await resources.close()
     HISTORIES.mkdir(exist_ok=True)
     for name, text in histories.items():
-        (HISTORIES / f"{name}.json").write_text(text)
+        path = HISTORIES / f"{name}.json"
+        if path.exists() and "--force" not in sys.argv:
+            continue  # keep histories of older code: they must go on replaying
+        path.write_text(text)
         sys.stdout.write(f"wrote {HISTORIES / name}.json\n")
     return 0
 

@@ -9,10 +9,11 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from workflows.delivery import DeliveryWorkflow
+from workflows.route import RouteWorkflow
 from workflows.system_check import SystemCheckWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
-WORKFLOWS = [SystemCheckWorkflow, DeliveryWorkflow]
+WORKFLOWS = [SystemCheckWorkflow, DeliveryWorkflow, RouteWorkflow]
 
 
 def test_histories_are_present() -> None:
