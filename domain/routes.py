@@ -86,6 +86,9 @@ class RouteState:
     updated_at: datetime | None = None
     start_lat: float | None = None
     start_lon: float | None = None
+    # The ETA live tracking computed for the next stop from the vehicle's position (key, eta).
+    tracked_stop: str | None = None
+    tracked_eta: datetime | None = None
 
     def stop(self, delivery_id: str, kind: str) -> RouteStop | None:
         return next((s for s in self.stops if s.delivery_id == delivery_id and s.kind == kind), None)
@@ -127,6 +130,15 @@ class StopProgress:
     at: datetime
 
 
+@dataclass(frozen=True)
+class EtaReport:
+    """From live tracking: when the vehicle will reach its next stop, judged from its position."""
+
+    stop_key: str
+    eta: datetime
+    at: datetime  # the fix time of the position it was computed from
+
+
 class SequenceError(ValueError):
     pass
 
@@ -162,6 +174,8 @@ def estimate_etas(state: RouteState, now: datetime) -> RouteState:
             continue
         if s.status is StopStatus.ARRIVED:
             arrival = s.eta or t
+        elif s.key == state.tracked_stop and state.tracked_eta is not None:
+            arrival = max(state.tracked_eta, now)  # the vehicle's position beats the plan
         else:
             arrival = max(t + timedelta(seconds=s.travel_s), now)
         start = max(arrival, s.window_start) if s.window_start else arrival

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.delivery import EtaSignal
     from domain.routes import (
         FINISHED,
+        EtaReport,
         PlanChange,
         ResequenceRequest,
         RouteInput,
@@ -181,6 +182,18 @@ class RouteWorkflow:
             return
         status = RS.IN_PROGRESS if started else st.status
         self._state = replace(st, stops=stops, status=status)
+        self._dirty = True
+
+    @workflow.signal
+    def report_eta(self, report: EtaReport) -> None:
+        st = self._state
+        nxt = st.next_stop
+        if nxt is None or nxt.key != report.stop_key or nxt.status is not StopStatus.PLANNED:
+            return  # stale: the vehicle has moved on since
+        if st.tracked_stop == report.stop_key and st.tracked_eta is not None:
+            if abs(report.eta - st.tracked_eta) < ETA_NOTICE:
+                return  # not worth a new projection and notices
+        self._state = replace(st, tracked_stop=report.stop_key, tracked_eta=report.eta)
         self._dirty = True
 
     @workflow.query

@@ -15,7 +15,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from domain.delivery import AssignRequest, CancelRequest, DeliverRequest, DeliveryState, DriverRequest
-from domain.routes import PlanChange, ResequenceRequest, RouteInput, RouteState, RouteStop, StopStatus
+from domain.routes import (
+    EtaReport,
+    PlanChange,
+    ResequenceRequest,
+    RouteInput,
+    RouteState,
+    RouteStop,
+    StopStatus,
+)
 from tests.integration.workflows.delivery_support import DISPATCHER, DROP, driver, make_input
 from tests.support import make_tenant, test_settings
 from waybill.resources import Resources
@@ -99,6 +107,12 @@ async def test_progress_etas_resequence_and_replan(
             break
         await asyncio.sleep(0.1)
     assert (await first.query(DeliveryWorkflow.state)).eta == st.stops[0].eta
+
+    # Live tracking reports a later ETA for the next stop: it and the stops after it move.
+    tracked = etas[0] + timedelta(minutes=30)  # type: ignore[operator]
+    await route.signal(RouteWorkflow.report_eta, EtaReport(st.stops[0].key, tracked, datetime.now(UTC)))
+    moved = await eventually(route, lambda s: s.stops[0].eta == tracked)
+    assert moved.stops[1].eta == tracked + timedelta(seconds=120 + 600)
 
     # The driver delivers the first stop: the route is under way and its next stop is the second.
     me = driver(DRV)
