@@ -172,6 +172,7 @@ class DeliveryOut(BaseModel):
     external_ref: str | None
     vehicle_id: uuid.UUID | None
     driver_id: uuid.UUID | None
+    route_id: str | None = None
     accepted: bool
     pickup: StopOut | None
     dropoff: StopOut
@@ -212,6 +213,7 @@ def delivery_out(st: DeliveryState) -> DeliveryOut:
         external_ref=spec.external_ref,
         vehicle_id=uuid.UUID(st.vehicle_id) if st.vehicle_id else None,
         driver_id=uuid.UUID(st.driver_id) if st.driver_id else None,
+        route_id=st.route_id,
         accepted=st.accepted,
         pickup=_stop_out(spec.pickup) if spec.pickup else None,
         dropoff=_stop_out(spec.dropoff),
