@@ -7,6 +7,8 @@ from typing import Any, TypeVar
 
 from temporalio.converter import JSONPlainPayloadConverter, value_to_type
 
+from workers.converter import TYPE_CONVERTERS
+
 T = TypeVar("T")
 _json = JSONPlainPayloadConverter()
 
@@ -18,5 +20,5 @@ def to_jsonable(value: object) -> Any:
 
 
 def from_jsonable(kind: type[T], data: Any) -> T:
-    value: T = value_to_type(kind, data)
+    value: T = value_to_type(kind, data, TYPE_CONVERTERS)
     return value

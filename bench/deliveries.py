@@ -71,8 +71,9 @@ from waybill.resources import Resources
 from waybill.services import ApiService
 from waybill.settings import Settings, redact_url, to_sync_url
 from waybill.temporal_dev import temporal_binary
-from workers.client import TemporalConnector
+from workers.client import TemporalConnector, connect
 from workers.compose import build_workers
+from workers.converter import DATA_CONVERTER
 from workers.search_attributes import ensure_search_attributes
 
 GOAL_RATIO = 0.8
@@ -309,7 +310,7 @@ async def worker_role() -> None:
     """Child: run a worker with the settings on stdin's first line until stdin closes."""
     logging.basicConfig(level=logging.WARNING, format="worker %(levelname)s %(name)s: %(message)s")
     settings = bench_settings(json.loads(await asyncio.to_thread(sys.stdin.readline)))
-    client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+    client = await connect(settings)
     resources = await Resources.open(settings, TemporalConnector(settings, client))
     try:
         async with build_workers(client, resources, ["default"])[0]:
@@ -420,7 +421,7 @@ async def drain(
 async def temporal_client(address: str | None, namespace: str) -> AsyncIterator[tuple[Client, str]]:
     """A client on TEMPORAL_ADDRESS, or on a fresh in-memory dev server: (client, description)."""
     if address:
-        client = await Client.connect(address, namespace=namespace)
+        client = await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER)
         await ensure_search_attributes(client, namespace)
         yield client, f"server at {address}"
         return
@@ -429,6 +430,7 @@ async def temporal_client(address: str | None, namespace: str) -> AsyncIterator[
         namespace=namespace,
         dev_server_existing_path=str(binary),
         dev_server_log_format="json",
+        data_converter=DATA_CONVERTER,
         search_attributes=[SearchAttributeKey.for_keyword(name) for name in KEYWORD_ATTRIBUTES],
     )
     try:

@@ -89,6 +89,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from domain.search_attributes import KEYWORD_ATTRIBUTES  # noqa: E402
 from waybill.temporal_dev import temporal_binary  # noqa: E402
+from workers.converter import DATA_CONVERTER  # noqa: E402
 from workers.search_attributes import ensure_search_attributes  # noqa: E402
 
 
@@ -106,6 +107,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """The bundled Temporal dev server (real server, SQLite in memory), once per session."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
+        data_converter=DATA_CONVERTER,
         search_attributes=[SearchAttributeKey.for_keyword(name) for name in KEYWORD_ATTRIBUTES],
     )
     yield env
@@ -116,7 +118,9 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """A fresh time-skipping server per test: its clock is shared by every workflow on it, so
     workflows left open by one test must not be able to move time under the next one."""
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=test_server_binary())
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=test_server_binary(), data_converter=DATA_CONVERTER
+    )
     await ensure_search_attributes(env.client, "default")
     yield env
     await env.shutdown()

@@ -16,6 +16,7 @@ from temporalio.client import Client
 
 from domain.search_attributes import KEYWORD_ATTRIBUTES
 from waybill.settings import ConfigError, Settings
+from workers.client import connect
 
 PR_SET_PDEATHSIG = 1
 
@@ -104,9 +105,7 @@ class TemporalDevServer:
                     f"its log ({self.log_path}) ends with:\n{self._log_tail()}"
                 )
             try:
-                return await Client.connect(
-                    self.settings.temporal_target, namespace=self.settings.temporal_namespace
-                )
+                return await connect(self.settings)
             except Exception as exc:
                 last = exc
                 await asyncio.sleep(0.25)

@@ -8,6 +8,7 @@ import logging
 from temporalio.client import Client
 
 from waybill.settings import Settings
+from workers.converter import DATA_CONVERTER
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,9 @@ async def connect(settings: Settings, *, attempts: int = 1, delay: float = 1.0) 
     """Connect, retrying `attempts` times; the last failure propagates."""
     for attempt in range(1, attempts + 1):
         try:
-            return await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+            return await Client.connect(
+                settings.temporal_target, namespace=settings.temporal_namespace, data_converter=DATA_CONVERTER
+            )
         except Exception as exc:  # the SDK raises RuntimeError for connection failures
             if attempt == attempts:
                 raise

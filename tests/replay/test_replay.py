@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
+from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
+from workers.converter import DATA_CONVERTER
 from workflows.delivery import DeliveryWorkflow
 from workflows.route import RouteWorkflow
 from workflows.system_check import SystemCheckWorkflow
@@ -20,8 +22,10 @@ def test_histories_are_present() -> None:
     assert HISTORIES, "no saved histories: run `python -m tests.replay.record`"
 
 
+@pytest.mark.parametrize("converter", [DATA_CONVERTER, DataConverter.default], ids=["waybill", "default"])
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
-async def test_replays(path: Path) -> None:
+async def test_replays(path: Path, converter: DataConverter) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    result = await Replayer(workflows=WORKFLOWS).replay_workflow(history, raise_on_replay_failure=True)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
