@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from waybill import __version__
 from waybill.logging import configure_logging
@@ -40,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     mig.add_argument("--revision", default="head", help="target revision (default: head)")
     sub.add_parser("seed", help="create the demo organization and print its credentials")
     sub.add_parser("check", help="run the system-check workflow through a worker and print its report")
+    bk = sub.add_parser("backup", help="back up the database (pg_dump custom format, or a SQLite copy)")
+    bk.add_argument("--dir", type=Path, default=None, help="where backups go (default: DATA_DIR/backups)")
+    bk.add_argument("--keep", type=int, default=7, help="how many backups to keep in --dir (default: 7)")
+    rs = sub.add_parser("restore", help="restore the database from a backup file (replaces its tables)")
+    rs.add_argument("file", type=Path, help="a file written by `waybill backup`")
+    rs.add_argument("--yes", action="store_true", help="confirm: the tables in the backup are replaced")
     sub.add_parser("version", help="print the version")
     return p
 
@@ -104,6 +111,28 @@ async def _check(settings: Settings) -> int:
     return 0 if result.ok else 1
 
 
+def _backup_or_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from waybill.backup import BackupError, backup, restore
+    from waybill.settings import redact_url
+
+    try:
+        if args.command == "backup":
+            result = backup(settings.sync_database_url, args.dir or settings.data_dir / "backups", args.keep)
+            sys.stdout.write(f"wrote {result.path} ({result.size_bytes:,} bytes)\n")
+            for old in result.removed:
+                sys.stdout.write(f"removed {old} (keeping the newest {args.keep})\n")
+            return 0
+        if not args.yes:
+            target = redact_url(settings.sync_database_url)
+            raise ConfigError(f"restoring replaces the tables of {target}; add --yes to go ahead")
+        restore(settings.sync_database_url, args.file)
+        sys.stdout.write(f"restored {args.file} into {redact_url(settings.sync_database_url)}\n")
+        return 0
+    except BackupError as exc:
+        sys.stderr.write(f"waybill: {exc}\n")
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -138,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_seed(settings))
         if args.command == "check":
             return asyncio.run(_check(settings))
+        if args.command in ("backup", "restore"):
+            return _backup_or_restore(settings, args)
     except (ConfigError, PortInUse) as exc:
         sys.stderr.write(f"waybill: {exc}\n")
         return 2
