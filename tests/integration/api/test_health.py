@@ -16,8 +16,11 @@ async def test_health_ready_metrics(http: httpx.AsyncClient) -> None:
     ready = await http.get("/ready")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"database": "ok", "cache": "ok", "temporal": "ok"}
+    assert (await http.get("/api/v1/nope")).status_code == 404
     metrics = (await http.get("/metrics")).text
     assert 'waybill_http_requests_total{method="GET",route="/ready",status="200"}' in metrics
+    assert 'waybill_http_requests_total{method="GET",route="unmatched",status="404"}' in metrics
+    assert 'waybill_http_request_duration_seconds_count{method="GET",route="/ready"}' in metrics
 
 
 async def test_openapi_docs_served(http: httpx.AsyncClient) -> None:
