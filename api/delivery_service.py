@@ -73,21 +73,27 @@ async def _claim_key(
     table = IdempotencyKey.__table__
     assert isinstance(table, Table)
     dialect = session.get_bind().dialect.name
-    await session.execute(
-        insert_ignoring(dialect, table, ["organization_id", "key"]).values(
-            organization_id=org, key=key, request_hash=digest, delivery_id=new_id
-        )
+    # One statement in the common case: RETURNING yields a row only when this request made the claim.
+    claimed = await session.execute(
+        insert_ignoring(dialect, table, ["organization_id", "key"])
+        .values(organization_id=org, key=key, request_hash=digest, delivery_id=new_id)
+        .returning(table.c.delivery_id)
     )
-    claim = (
-        await session.scalars(
-            select(IdempotencyKey).where(IdempotencyKey.organization_id == org, IdempotencyKey.key == key)
+    if claimed.first() is not None:
+        return new_id
+    earlier = (
+        await session.execute(
+            select(table.c.request_hash, table.c.delivery_id).where(
+                table.c.organization_id == org, table.c.key == key
+            )
         )
     ).one()
-    if claim.request_hash != digest:
+    if earlier.request_hash != digest:
         raise ProblemError(
             422, "idempotency_key_reused", "this Idempotency-Key was used for a different request body"
         )
-    return claim.delivery_id
+    delivery_id: uuid.UUID = earlier.delivery_id
+    return delivery_id
 
 
 async def _by_ref(session: AsyncSession, org: uuid.UUID, ref: str) -> DeliveryRow | None:
