@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     mig.add_argument("--revision", default="head", help="target revision (default: head)")
     sub.add_parser("seed", help="create the demo organization and print its credentials")
     sub.add_parser("check", help="run the system-check workflow through a worker and print its report")
+    doc = sub.add_parser("doctor", help="check configuration and every store and service; change nothing")
+    doc.add_argument("--json", action="store_true", help="print the findings as JSON")
     bk = sub.add_parser("backup", help="back up the database (pg_dump custom format, or a SQLite copy)")
     bk.add_argument("--dir", type=Path, default=None, help="where backups go (default: DATA_DIR/backups)")
     bk.add_argument("--keep", type=int, default=7, help="how many backups to keep in --dir (default: 7)")
@@ -111,6 +113,17 @@ async def _check(settings: Settings) -> int:
     return 0 if result.ok else 1
 
 
+async def _doctor(settings: Settings, *, as_json: bool) -> int:
+    from dataclasses import asdict
+
+    from waybill.doctor import Verdict, format_findings, run_doctor
+
+    findings = await run_doctor(settings)
+    text = json.dumps([asdict(f) for f in findings], indent=2) if as_json else format_findings(findings)
+    sys.stdout.write(text + "\n")
+    return 1 if any(f.verdict is Verdict.FAIL for f in findings) else 0
+
+
 def _backup_or_restore(settings: Settings, args: argparse.Namespace) -> int:
     from waybill.backup import BackupError, backup, restore
     from waybill.settings import redact_url
@@ -167,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_seed(settings))
         if args.command == "check":
             return asyncio.run(_check(settings))
+        if args.command == "doctor":
+            return asyncio.run(_doctor(settings, as_json=args.json))
         if args.command in ("backup", "restore"):
             return _backup_or_restore(settings, args)
     except (ConfigError, PortInUse) as exc:
@@ -180,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Commands that hold a Temporal client. Its Rust runtime threads can outlive the event loop and
 # abort CPython's finalization ("PyGILState_Release: thread state ... must be current";
 # temporalio/sdk-python#300), so after a clean shutdown these exit without interpreter teardown.
-_TEMPORAL_COMMANDS = {"dev", "api", "sockets", "worker", "check"}
+_TEMPORAL_COMMANDS = {"dev", "api", "sockets", "worker", "check", "doctor"}
 
 
 def entry() -> None:
