@@ -65,7 +65,13 @@ async def _run_role(settings: Settings, role: str, queue: str) -> int:
     from waybill.resources import Resources
     from waybill.services import ApiService, Service, SocketService, WorkerService, run_services
 
-    resources = await Resources.open(settings)
+    temporal = None
+    if role == "worker":  # only the worker serves the SDK's metrics (one port per host otherwise clashes)
+        from workers.client import TemporalConnector
+        from workers.metrics import sdk_metrics_runtime
+
+        temporal = TemporalConnector(settings, runtime=sdk_metrics_runtime(settings))
+    resources = await Resources.open(settings, temporal)
     try:
         service: Service
         if role == "api":

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Protocol
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 from temporalio.worker import Worker
 from websockets.asyncio.server import Server as WsServer
 
@@ -20,6 +21,7 @@ from api.app import create_app
 from api.sockets.server import SocketServer
 from waybill.resources import Resources
 from workers.compose import build_workers
+from workers.metrics import MetricsInterceptor, MetricsServer, WorkerMetrics
 from workers.search_attributes import ensure_search_attributes
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,8 @@ class WorkerService:
         self.queues = queues
         self.workers: list[Worker] = []
         self.tasks: list[asyncio.Task[None]] = []
+        self.metrics = WorkerMetrics(CollectorRegistry())
+        self.metrics_server = MetricsServer(resources, self.metrics)
 
     async def start(self) -> None:
         client = await self.resources.temporal.get()
@@ -100,16 +104,18 @@ class WorkerService:
             await ensure_search_attributes(client, self.resources.settings.temporal_namespace)
         except Exception as exc:  # e.g. no operator permission on a managed cluster: register them there
             log.warning("could not register search attributes: %s (see docs/operations.md)", exc)
-        self.workers = build_workers(client, self.resources, self.queues)
+        self.workers = build_workers(client, self.resources, self.queues, [MetricsInterceptor(self.metrics)])
         if not self.workers:
             raise RuntimeError(f"nothing is registered on queue(s) {', '.join(self.queues)}")
         self.tasks = [asyncio.create_task(w.run(), name=f"worker:{w.task_queue}") for w in self.workers]
+        self.metrics_server.start()
         log.info("worker polling", extra={"task_queues": [w.task_queue for w in self.workers]})
 
     async def stop(self) -> None:
         # shutdown() stops polling, lets running activities finish (graceful timeout), then returns.
         await asyncio.gather(*(w.shutdown() for w in self.workers), return_exceptions=True)
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.metrics_server.stop()
 
     def failed(self) -> BaseException | None:
         for task in self.tasks:

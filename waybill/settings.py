@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     sockets_host: str = "127.0.0.1"
     sockets_port: int = Field(default=8001, ge=1, le=65535)
     public_base_url: str = "http://localhost:8000"
+    # Worker metrics (the API and sockets serve /metrics on their own ports); 0 turns one off.
+    metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    temporal_metrics_port: int = Field(default=9465, ge=0, le=65535)
 
     # Stores: unset selects the embedded default.
     database_url: str | None = Field(

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from waybill.settings import Settings
 from workers.converter import DATA_CONVERTER
@@ -13,12 +14,19 @@ from workers.converter import DATA_CONVERTER
 log = logging.getLogger(__name__)
 
 
-async def connect(settings: Settings, *, attempts: int = 1, delay: float = 1.0) -> Client:
-    """Connect, retrying `attempts` times; the last failure propagates."""
+async def connect(
+    settings: Settings, *, attempts: int = 1, delay: float = 1.0, runtime: Runtime | None = None
+) -> Client:
+    """Connect, retrying `attempts` times; the last failure propagates.
+
+    `runtime` carries the SDK's telemetry (the worker's Prometheus endpoint); None is the default."""
     for attempt in range(1, attempts + 1):
         try:
             return await Client.connect(
-                settings.temporal_target, namespace=settings.temporal_namespace, data_converter=DATA_CONVERTER
+                settings.temporal_target,
+                namespace=settings.temporal_namespace,
+                data_converter=DATA_CONVERTER,
+                runtime=runtime,
             )
         except Exception as exc:  # the SDK raises RuntimeError for connection failures
             if attempt == attempts:
@@ -31,9 +39,12 @@ async def connect(settings: Settings, *, attempts: int = 1, delay: float = 1.0) 
 class TemporalConnector:
     """Hands out one shared client; if Temporal was down at start the next call tries again."""
 
-    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client: Client | None = None, runtime: Runtime | None = None
+    ) -> None:
         self._settings = settings
         self._client = client
+        self._runtime = runtime
         self._lock = asyncio.Lock()
 
     async def get(self) -> Client:
@@ -41,7 +52,7 @@ class TemporalConnector:
             return self._client
         async with self._lock:
             if self._client is None:
-                self._client = await connect(self._settings)
+                self._client = await connect(self._settings, runtime=self._runtime)
             return self._client
 
     async def healthy(self, timeout: float = 3.0) -> bool:

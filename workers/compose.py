@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.deliveries import DeliveryActivities
 from activities.route_planning import RoutePlanningActivities
@@ -73,6 +73,7 @@ def build_workers(
     client: Client,
     resources: Resources,
     queues: Sequence[str] = QUEUE_NAMES,
+    interceptors: Sequence[Interceptor] = (),
 ) -> list[Worker]:
     plans = plan_queues(resources)
     workers = []
@@ -87,6 +88,7 @@ def build_workers(
                 workflows=plan.workflows,
                 activities=plan.activities,
                 graceful_shutdown_timeout=timedelta(seconds=10),
+                interceptors=interceptors,
             )
         )
     return workers
