@@ -9,11 +9,13 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api.errors import ProblemError, temporal_unavailable
 from api.security.tokens import TokenError, TokenType
+from api.security.user_cache import AuthUser
 from db.models import User
 from domain.roles import Role
 from waybill.resources import Resources
@@ -77,8 +79,12 @@ async def get_current_user(
         claims = resources.tokens.verify(credentials.credentials, TokenType.ACCESS)
     except TokenError as exc:
         raise _unauthenticated(exc.code, exc.detail) from None
-    user = await session.get(User, claims.user_id)
-    # A deactivated user, or one whose role or organization changed, loses access at once.
+    user = resources.users.get(claims.user_id)
+    if user is None:
+        user = await _load_user(session, claims.user_id)
+        if user is not None:
+            resources.users.put(user)
+    # A deactivated user, or one whose role or organization changed, loses access (within the cache TTL).
     if (
         user is None
         or not user.active
@@ -89,6 +95,12 @@ async def get_current_user(
     if user.password_changed_at and claims.issued_at < user.password_changed_at.replace(microsecond=0):
         raise _unauthenticated("token_revoked", "the password changed after this token was issued")
     return CurrentUser(user.id, user.organization_id, Role(user.role), user.email, user.name)
+
+
+async def _load_user(session: AsyncSession, user_id: uuid.UUID) -> AuthUser | None:
+    columns = [getattr(User, name) for name in AuthUser.__slots__]
+    row = (await session.execute(select(*columns).where(User.id == user_id))).first()
+    return AuthUser(*row) if row is not None else None
 
 
 UserDep = Annotated[CurrentUser, Depends(get_current_user)]

@@ -6,12 +6,13 @@ must be shared) and passed to the API, the socket server and the worker.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.security.tokens import TokenService
+from api.security.user_cache import UserCache
 from db.blobs import FileBlobStore
 from db.bus.base import CacheBus
 from db.bus.factory import create_cache_bus
@@ -32,6 +33,7 @@ class Resources:
     temporal: TemporalConnector
     tokens: TokenService
     blobs: FileBlobStore
+    users: UserCache = field(default_factory=UserCache)  # authenticated users, briefly (API)
 
     @classmethod
     async def open(cls, settings: Settings, temporal: TemporalConnector | None = None) -> Resources:

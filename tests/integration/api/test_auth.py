@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import jwt
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.security.tokens import TokenService, TokenType
+from api.security.user_cache import USER_CACHE_SECONDS
+from db.models import User
 from domain.roles import Role
 from tests.integration.api.conftest import LoginFn
 from tests.support import PASSWORD, Tenant
@@ -187,3 +193,25 @@ async def test_me_for_driver_shows_no_driver_link_until_created(
 ) -> None:
     me = await http.get("/api/v1/auth/me", headers=await login(tenant, Role.DRIVER))
     assert me.json()["driver_id"] is None
+
+
+async def test_deactivated_user_loses_access_once_the_cache_entry_expires(
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    login: LoginFn,
+    api_resources: Resources,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    headers = await login(tenant, Role.VIEWER)
+    assert (await http.get("/api/v1/auth/me", headers=headers)).status_code == 200
+    async with sessionmaker() as session:
+        user_id = tenant.user_ids[Role.VIEWER]
+        await session.execute(update(User).where(User.id == user_id).values(active=False))
+        await session.commit()
+    # Within USER_CACHE_SECONDS the cached user may still answer (the documented bound) ...
+    assert (await http.get("/api/v1/auth/me", headers=headers)).status_code == 200
+    # ... and once the entry has expired the database is asked again and says no.
+    later = time.monotonic() + USER_CACHE_SECONDS + 0.1
+    monkeypatch.setattr(api_resources.users, "_clock", lambda: later)
+    assert_problem(await http.get("/api/v1/auth/me", headers=headers), 401, "invalid_token")
