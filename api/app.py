@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
+from api.request_context import RequestIdMiddleware
 from api.v1 import auth, deliveries, depots, dispatch, drivers, health, route_plans, routes, vehicles
 from waybill import __version__
 from waybill.resources import Resources
@@ -46,6 +47,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         app.state.resources = resources
     install_error_handlers(app)
     install_metrics(app, CollectorRegistry())
+    app.add_middleware(RequestIdMiddleware)  # added last, so it runs first: every later log line has the id
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -21,6 +21,7 @@ from api.app import create_app
 from api.sockets.server import SocketServer
 from waybill.resources import Resources
 from workers.compose import build_workers
+from workers.log_context import LogContextInterceptor
 from workers.metrics import MetricsInterceptor, MetricsServer, WorkerMetrics
 from workers.search_attributes import ensure_search_attributes
 
@@ -104,7 +105,8 @@ class WorkerService:
             await ensure_search_attributes(client, self.resources.settings.temporal_namespace)
         except Exception as exc:  # e.g. no operator permission on a managed cluster: register them there
             log.warning("could not register search attributes: %s (see docs/operations.md)", exc)
-        self.workers = build_workers(client, self.resources, self.queues, [MetricsInterceptor(self.metrics)])
+        interceptors = [LogContextInterceptor(), MetricsInterceptor(self.metrics)]
+        self.workers = build_workers(client, self.resources, self.queues, interceptors)
         if not self.workers:
             raise RuntimeError(f"nothing is registered on queue(s) {', '.join(self.queues)}")
         self.tasks = [asyncio.create_task(w.run(), name=f"worker:{w.task_queue}") for w in self.workers]

@@ -46,3 +46,13 @@ async def test_ready_names_temporal_when_it_is_down(api_resources: Resources) ->
     finally:
         await service.stop()
     assert body["failing"] == ["temporal"]
+
+
+async def test_request_ids_are_echoed_or_made_up(http: httpx.AsyncClient) -> None:
+    given = await http.get("/health", headers={"X-Request-ID": "edge-42.a_b"})
+    assert given.headers["x-request-id"] == "edge-42.a_b"
+    made = await http.get("/health", headers={"X-Request-ID": "not ok <script>"})
+    assert made.headers["x-request-id"] != "not ok <script>"
+    assert len(made.headers["x-request-id"]) == 32
+    problem = await http.get("/nowhere")
+    assert len(problem.headers["x-request-id"]) == 32
