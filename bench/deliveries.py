@@ -67,6 +67,7 @@ from domain.delivery import DeliveryInput
 from domain.ids import uuid7
 from domain.roles import Role
 from domain.search_attributes import KEYWORD_ATTRIBUTES
+from waybill import eventloop
 from waybill.resources import Resources
 from waybill.services import ApiService
 from waybill.settings import Settings, redact_url, to_sync_url
@@ -470,9 +471,8 @@ def package_versions() -> str:
     for name in ("temporalio", "fastapi", "uvicorn", "sqlalchemy", "httpx"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             found.append(f"{name} {importlib.metadata.version(name)}")
-    extras = [m for m in ("uvloop", "httptools") if importlib.util.find_spec(m) is not None]
-    server = ", ".join(extras) if extras else "asyncio loop + h11 (no uvloop/httptools)"
-    return ", ".join(found) + f"; uvicorn runs on {server}"
+    http = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+    return ", ".join(found) + f"; uvicorn runs on the {eventloop.loop_name()} loop + {http}"
 
 
 # The benchmark --------------------------------------------------------------------------------
@@ -852,13 +852,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(http_load_role())
         return 0
     if args.role == "worker":
-        asyncio.run(worker_role())
+        eventloop.run(worker_role())
         return 0
     command = command_line(args)
     # A safety net above --time-limit: set-up, drains and requests in flight are bounded as well.
     hard_limit = args.time_limit + 2 * DRAIN_TIMEOUT_S + 120
     try:
-        outcome = asyncio.run(asyncio.wait_for(benchmark(args, command), hard_limit))
+        # The event loop `waybill api` uses (uvloop when installed): the API is hosted in this process.
+        outcome = eventloop.run(asyncio.wait_for(benchmark(args, command), hard_limit))
     except TimeoutError:
         say(f"gave up after {hard_limit:.0f}s")
         return 2

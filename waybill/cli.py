@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from waybill import __version__
+from waybill import __version__, eventloop
 from waybill.logging import configure_logging
 from waybill.ports import PortClaim, PortInUse, ensure_ports_free
 from waybill.settings import ConfigError, Settings, load_settings
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dev":
             from waybill.dev import run_dev
 
-            return asyncio.run(run_dev(settings, seed=not args.no_seed))
+            return eventloop.run(run_dev(settings, seed=not args.no_seed))
         if args.command in ("api", "sockets", "worker"):
             _require_shared_bus(settings, args.command)
             if args.command == "api":
@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     settings.sockets_host,
                     [PortClaim(settings.sockets_port, "sockets", "WAYBILL_SOCKETS_PORT")],
                 )
-            return asyncio.run(_run_role(settings, args.command, getattr(args, "queue", "all")))
+            return eventloop.run(_run_role(settings, args.command, getattr(args, "queue", "all")))
         if args.command == "migrate":
             from db.migrate import upgrade
 
