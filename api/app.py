@@ -12,8 +12,9 @@ from prometheus_client import CollectorRegistry
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
 from api.request_context import RequestIdMiddleware
+from api.tracing import TracingMiddleware
 from api.v1 import auth, deliveries, depots, dispatch, drivers, health, route_plans, routes, vehicles
-from waybill import __version__
+from waybill import __version__, tracing
 from waybill.resources import Resources
 from waybill.settings import Settings
 
@@ -47,6 +48,8 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         app.state.resources = resources
     install_error_handlers(app)
     install_metrics(app, CollectorRegistry())
+    if (tracer := tracing.tracer()) is not None:
+        app.add_middleware(TracingMiddleware, tracer=tracer)
     app.add_middleware(RequestIdMiddleware)  # added last, so it runs first: every later log line has the id
     if settings.cors_origins:
         app.add_middleware(

@@ -8,6 +8,8 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.route_template import route_template
+
 
 class HttpMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -21,11 +23,6 @@ class HttpMetrics:
             registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-
-
-def _route_template(scope: Scope) -> str:
-    # Label by route template, never by raw path: ids in paths would explode the series count.
-    return str(getattr(scope.get("route"), "path", "unmatched"))
 
 
 class MetricsMiddleware:
@@ -52,7 +49,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route, method = _route_template(scope), scope["method"]
+            route, method = route_template(scope), scope["method"]
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
 

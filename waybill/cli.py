@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from waybill import __version__, eventloop
+from waybill import __version__, eventloop, tracing
 from waybill.logging import configure_logging
 from waybill.ports import PortClaim, PortInUse, ensure_ports_free
 from waybill.settings import ConfigError, Settings, load_settings
@@ -160,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         configure_logging(settings.log_level, settings.log_format)
+        if args.command in ("dev", "api", "sockets", "worker"):
+            tracing.configure(settings, f"waybill-{args.command}")
         if args.command == "dev":
             from waybill.dev import run_dev
 
@@ -195,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        tracing.shutdown()  # flushes buffered spans (entry() may skip interpreter teardown)
     raise AssertionError(f"unhandled command {args.command}")
 
 

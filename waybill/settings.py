@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
     temporal_metrics_port: int = Field(default=9465, ge=0, le=65535)
+    # OpenTelemetry traces over OTLP/HTTP (e.g. http://otel-collector:4318); unset: no tracing.
+    otlp_endpoint: str | None = Field(
+        default=None, validation_alias=_alias("WAYBILL_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
 
     # Stores: unset selects the embedded default.
     database_url: str | None = Field(

@@ -8,6 +8,7 @@ import logging
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 
+from waybill import tracing
 from waybill.settings import Settings
 from workers.converter import DATA_CONVERTER
 
@@ -27,6 +28,7 @@ async def connect(
                 namespace=settings.temporal_namespace,
                 data_converter=DATA_CONVERTER,
                 runtime=runtime,
+                interceptors=tracing.client_interceptors(),
             )
         except Exception as exc:  # the SDK raises RuntimeError for connection failures
             if attempt == attempts:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 
 import httpx
@@ -17,7 +18,10 @@ async def test_health_ready_metrics(http: httpx.AsyncClient) -> None:
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"database": "ok", "cache": "ok", "temporal": "ok"}
     assert (await http.get("/api/v1/nope")).status_code == 404
+    assert (await http.get(f"/api/v1/depots/{uuid.uuid4()}")).status_code == 401
     metrics = (await http.get("/metrics")).text
+    # Labelled by the full template (prefixes included), never by the raw path with its ids.
+    assert 'route="/api/v1/depots/{depot_id}",status="401"' in metrics
     assert 'waybill_http_requests_total{method="GET",route="/ready",status="200"}' in metrics
     assert 'waybill_http_requests_total{method="GET",route="unmatched",status="404"}' in metrics
     assert 'waybill_http_request_duration_seconds_count{method="GET",route="/ready"}' in metrics
