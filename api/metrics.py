@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import time
 
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from fastapi import FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.readiness import readiness
 from api.route_template import route_template
 
 
@@ -56,7 +64,16 @@ class MetricsMiddleware:
 
 def install_metrics(app: FastAPI, registry: CollectorRegistry) -> None:
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
+    dependency_up = Gauge(
+        "waybill_dependency_up",
+        "1 if the dependency answered the readiness check made at scrape time, else 0",
+        ["dependency"],
+        registry=registry,
+    )
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics_endpoint() -> Response:
+    async def metrics_endpoint(request: Request) -> Response:
+        # Checked at scrape time, so an alert sees the same verdict /ready would give right now.
+        for name, ok in (await readiness(request.app.state.resources)).items():
+            dependency_up.labels(name).set(1 if ok else 0)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.errors import problem_response
+from api.readiness import readiness
 from waybill import __version__
 from waybill.resources import Resources
 
@@ -19,23 +18,12 @@ async def health() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-async def _cache_ok(resources: Resources) -> bool:
-    try:
-        await asyncio.wait_for(resources.cache_bus.ping(), 3)
-        return True
-    except Exception:
-        return False
-
-
 @router.get("/ready", summary="Readiness: database, cache (if configured) and Temporal answer")
 async def ready(request: Request) -> JSONResponse:
     resources: Resources = request.app.state.resources
-    names = ["database", "cache", "temporal"]
-    results = await asyncio.gather(
-        resources.database_ok(), _cache_ok(resources), resources.temporal.healthy()
-    )
-    checks = {name: "ok" if ok else "failing" for name, ok in zip(names, results, strict=True)}
-    failing = [name for name, ok in zip(names, results, strict=True) if not ok]
+    results = await readiness(resources)
+    checks = {name: "ok" if ok else "failing" for name, ok in results.items()}
+    failing = [name for name, ok in results.items() if not ok]
     if failing:
         return problem_response(
             request,
