@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +25,9 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     overlay = tree / "overlays" / "production"
     shutil.copy(overlay / "secrets.env.example", overlay / "secrets.env")
     assert KUBECTL is not None
-    out = subprocess.run([KUBECTL, "kustomize", str(overlay)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [KUBECTL, "kustomize", str(overlay)], capture_output=True, text=True, check=True
+    ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
