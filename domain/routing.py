@@ -91,9 +91,16 @@ class RoutingProblem:
     objective: Objective = Objective.DISTANCE
 
 
+# A matrix entry for a pair of places with no route between them (OSRM answers null).
+UNREACHABLE = 10**12
+
+
 @dataclass(frozen=True)
 class TravelMatrix:
-    """Distances (metres) and per-profile durations (seconds) between `locations`, row-major."""
+    """Distances (metres) and per-profile durations (seconds) between `locations`, row-major.
+
+    A pair with no route holds `UNREACHABLE` in both.
+    """
 
     distances: tuple[tuple[int, ...], ...]
     durations: dict[str, tuple[tuple[int, ...], ...]]

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# Default travel speeds of the great-circle matrix, per vehicle profile (km/h).
+ROUTING_SPEEDS_KMH = {"bike": 15.0, "scooter": 25.0, "car": 40.0, "van": 35.0, "truck": 30.0}
 DEV_JWT_SECRET = "waybill-dev-secret-change-me-0000000000000000"  # noqa: S105 - refused outside dev
 MIN_SECRET_BYTES = 32
 
@@ -103,6 +105,13 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     default_page_size: int = Field(default=50, ge=1)
     max_page_size: int = Field(default=200, ge=1)
+
+    # Routing: travel matrices and the solver processes of the routing worker
+    routing_osrm_url: str | None = None  # unset: great-circle distances x detour factor
+    routing_detour_factor: float = Field(default=1.3, ge=1.0)
+    routing_speeds_kmh: Annotated[dict[str, float], Field(default_factory=lambda: dict(ROUTING_SPEEDS_KMH))]
+    routing_matrix_cache_ttl_seconds: int = Field(default=86400, ge=1)
+    routing_solver_processes: int = Field(default=1, ge=1)
 
     # Deliveries
     delivery_pod_max_distance_m: float = Field(default=200.0, gt=0)
