@@ -11,11 +11,13 @@ from sqlalchemy import Table, update
 from temporalio import activity
 
 from activities.codec import to_jsonable
+from activities.notifications.fanout import signal_notification_workflow
 from db.history.base import DeliveryEvent
 from db.models import DeliveryRow, NotificationOutbox
 from db.upsert import insert_ignoring
 from domain import channels
 from domain.delivery import DeliveryState, Transition
+from domain.notifications import NotificationEvent, event_id
 
 if TYPE_CHECKING:
     from waybill.resources import Resources
@@ -110,7 +112,9 @@ class DeliveryActivities:
 
     @activity.defn(name="notify")
     async def notify(self, t: Transition) -> None:
-        """Request notifications for a transition. Channels (e-mail, SMS, in-app) consume the outbox."""
+        """Record the event in the outbox and hand it to the delivery's NotificationWorkflow, which
+        sends (e-mail, SMS, in-app, webhooks) with its own retries: this stays one insert and one RPC,
+        so a slow or down receiver never holds up the delivery's Update."""
         table = NotificationOutbox.__table__
         assert isinstance(table, Table)
         async with self._r.sessionmaker() as session, session.begin():
@@ -122,6 +126,21 @@ class DeliveryActivities:
                     workflow_id=t.workflow_id,
                     sequence=t.sequence,
                     event=t.type,
-                    payload={**change_message(t), "actor": t.actor, "data": to_jsonable(t.data)},
+                    payload={
+                        **change_message(t),
+                        "actor": t.actor,
+                        "data": to_jsonable(t.data),
+                        "state": to_jsonable(t.state) if t.state else None,
+                    },
                 )
             )
+        event = NotificationEvent(
+            event_id=event_id(t.workflow_id, t.sequence),
+            workflow_id=t.workflow_id,
+            organization_id=t.organization_id,
+            delivery_id=t.delivery_id,
+            sequence=t.sequence,
+            type=t.type,
+            occurred_at=t.occurred_at,
+        )
+        await signal_notification_workflow(await self._r.temporal.get(), self._r.settings, event)

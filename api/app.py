@@ -13,7 +13,20 @@ from api.errors import install_error_handlers
 from api.metrics import install_metrics
 from api.request_context import RequestIdMiddleware
 from api.tracing import TracingMiddleware
-from api.v1 import auth, deliveries, depots, dispatch, drivers, health, route_plans, routes, vehicles
+from api.v1 import (
+    auth,
+    deliveries,
+    depots,
+    dispatch,
+    drivers,
+    health,
+    integrations,
+    notifications,
+    route_plans,
+    routes,
+    vehicles,
+    webhooks,
+)
 from waybill import __version__, tracing
 from waybill.resources import Resources
 from waybill.settings import Settings
@@ -60,7 +73,19 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         )
     app.include_router(health.router)
     v1 = APIRouter(prefix="/api/v1")
-    for module in (auth, depots, vehicles, drivers, deliveries, route_plans, routes, dispatch):
+    for module in (
+        auth,
+        depots,
+        vehicles,
+        drivers,
+        deliveries,
+        route_plans,
+        routes,
+        dispatch,
+        notifications,
+        webhooks,
+        integrations,
+    ):
         v1.include_router(module.router)
     app.include_router(v1)
     return app

@@ -17,3 +17,13 @@ def vehicle(vehicle_id: str) -> str:
 
 def org_routes(organization_id: str) -> str:
     return f"org:{organization_id}:routes"
+
+
+def user_notifications(user_id: str) -> str:
+    """In-app notifications for one user (driver or dispatcher)."""
+    return f"user:{user_id}:notifications"
+
+
+def org_notifications(organization_id: str) -> str:
+    """Every in-app notification of an organization (dispatcher consoles)."""
+    return f"org:{organization_id}:notifications"

@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("restore", help="restore the database from a backup file (replaces its tables)")
     rs.add_argument("file", type=Path, help="a file written by `waybill backup`")
     rs.add_argument("--yes", action="store_true", help="confirm: the tables in the backup are replaced")
+    imp = sub.add_parser("import", help="import data from a file").add_subparsers(dest="what", required=True)
+    imp_d = imp.add_parser("deliveries", help="create deliveries from a CSV file (docs/notifications.md)")
+    imp_d.add_argument("file", type=Path, help="CSV with a header row; external_ref is required")
+    imp_d.add_argument("--org", required=True, help="slug of the organization the deliveries belong to")
+    imp_d.add_argument("--as", dest="as_email", default=None, help="e-mail of the admin/dispatcher to act as")
     sub.add_parser("version", help="print the version")
     return p
 
@@ -188,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_seed(settings))
         if args.command == "check":
             return asyncio.run(_check(settings))
+        if args.command == "import":
+            from waybill.import_cli import run_import
+
+            return asyncio.run(run_import(settings, args.file, args.org, args.as_email))
         if args.command == "doctor":
             return asyncio.run(_doctor(settings, as_json=args.json))
         if args.command in ("backup", "restore"):
@@ -205,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Commands that hold a Temporal client. Its Rust runtime threads can outlive the event loop and
 # abort CPython's finalization ("PyGILState_Release: thread state ... must be current";
 # temporalio/sdk-python#300), so after a clean shutdown these exit without interpreter teardown.
-_TEMPORAL_COMMANDS = {"dev", "api", "sockets", "worker", "check", "doctor"}
+_TEMPORAL_COMMANDS = {"dev", "api", "sockets", "worker", "check", "doctor", "import"}
 
 
 def entry() -> None:

@@ -119,6 +119,32 @@ class Settings(BaseSettings):
     delivery_batch_max: int = Field(default=1000, ge=1, le=10_000)
     proof_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
+    # Notifications (docs/notifications.md): e-mail over SMTP and SMS through an HTTP provider; a
+    # channel whose server is unset is off.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_from: str = "Waybill <no-reply@waybill.invalid>"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    sms_provider_url: str | None = None
+    sms_provider_token: str | None = None
+    sms_sender: str = "Waybill"
+    notification_locale: str = "en"
+    notification_retry_period_seconds: float = Field(default=3600.0, gt=0)
+    tracking_url_template: str = "http://localhost:8000/track/{delivery_id}"
+
+    # Outbound webhooks (docs/webhooks.md)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_retry_initial_seconds: float = Field(default=5.0, gt=0)
+    webhook_retry_max_interval_seconds: float = Field(default=3600.0, gt=0)
+    webhook_retry_period_seconds: float = Field(default=86400.0, gt=0)
+    webhook_disable_after_seconds: float = Field(default=259200.0, gt=0)
+
+    # Inbound integrations
+    import_max_rows: int = Field(default=10_000, ge=1)
+
     # Sockets
     ws_auth_timeout_seconds: float = Field(default=5.0, gt=0)
     ws_ping_interval_seconds: float = Field(default=25.0, gt=0)

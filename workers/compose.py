@@ -15,11 +15,13 @@ from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
 from activities.deliveries import DeliveryActivities
+from activities.notifications.activities import NotificationActivities
 from activities.route_planning import RoutePlanningActivities
 from activities.system_check import SystemCheckActivities
 from waybill.resources import Resources
 from workflows.delivery import DeliveryWorkflow
 from workflows.dispatch import DispatchWorkflow
+from workflows.notifications import NotificationWorkflow, WebhookReplayWorkflow
 from workflows.route import RouteWorkflow
 from workflows.route_plan import RoutePlanWorkflow
 from workflows.system_check import SystemCheckWorkflow
@@ -42,6 +44,7 @@ def plan_queues(resources: Resources) -> dict[str, QueuePlan]:
     s = resources.settings
     system = SystemCheckActivities(resources)
     deliveries = DeliveryActivities(resources)
+    notifications = NotificationActivities(resources)
     planning = RoutePlanningActivities(resources)
     return {
         "default": QueuePlan(
@@ -52,6 +55,8 @@ def plan_queues(resources: Resources) -> dict[str, QueuePlan]:
                 RoutePlanWorkflow,
                 RouteWorkflow,
                 DispatchWorkflow,
+                NotificationWorkflow,
+                WebhookReplayWorkflow,
             ],
             activities=[
                 system.check_stores,
@@ -59,6 +64,12 @@ def plan_queues(resources: Resources) -> dict[str, QueuePlan]:
                 deliveries.append_delivery_event,
                 deliveries.publish_delivery_change,
                 deliveries.notify,
+                notifications.plan_event,
+                notifications.send_message,
+                notifications.mark_message_failed,
+                notifications.deliver_webhook,
+                notifications.mark_webhook_failed,
+                notifications.alert_webhook_disabled,
                 planning.load_routing_problem,
                 planning.save_route_plan,
                 planning.apply_route_plan,

@@ -4,6 +4,15 @@ from db.models.delivery import DeliveryRow, IdempotencyKey, NotificationOutbox, 
 from db.models.depot import Depot
 from db.models.driver import Driver
 from db.models.history import DeliveryEventRow, PositionRow
+from db.models.notification import (
+    ApiKey,
+    DeliveryNotificationPrefs,
+    NotificationRow,
+    NotificationSettingsRow,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from db.models.organization import Organization
 from db.models.route import RoutePlanRow, RouteRow
 from db.models.token import RefreshToken
@@ -11,6 +20,13 @@ from db.models.user import User
 from db.models.vehicle import Vehicle
 
 __all__ = [
+    "ApiKey",
+    "DeliveryNotificationPrefs",
+    "NotificationRow",
+    "NotificationSettingsRow",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookSubscription",
     "DeliveryEventRow",
     "DeliveryRow",
     "IdempotencyKey",

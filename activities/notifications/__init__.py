@@ -1,0 +1,1 @@
+"""Notification channels (e-mail, SMS, in-app), templates, rules and outbound webhooks."""

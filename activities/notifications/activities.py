@@ -1,0 +1,153 @@
+"""NotificationActivities: the steps of the per-delivery NotificationWorkflow. Each is idempotent:
+plans are keyed by event id, a message or webhook already sent is not sent again."""
+
+from __future__ import annotations
+
+import smtplib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import httpx
+from sqlalchemy import select, update
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.notifications.email import EmailSender
+from activities.notifications.planner import STAFF, Planner, Recipient
+from activities.notifications.sms import SmsSender
+from activities.notifications.templates import render
+from activities.notifications.webhooks import attempt_webhook
+from db.models import NotificationRow, NotificationSettingsRow, User, WebhookDelivery, WebhookSubscription
+from domain import channels
+from domain.notifications import WEBHOOK_DISABLED, EventPlan, NotificationEvent, Send
+
+if TYPE_CHECKING:
+    from waybill.resources import Resources
+
+
+@dataclass(frozen=True)
+class SendFailure:
+    send: Send
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DisabledAlert:
+    subscription_id: str
+
+
+class NotificationActivities:
+    def __init__(self, resources: Resources) -> None:
+        self._r = resources
+        self._email = EmailSender(resources.settings)
+
+    def _enabled_channels(self) -> set[str]:
+        s = self._r.settings
+        return {"in_app"} | ({"email"} if s.smtp_host else set()) | ({"sms"} if s.sms_provider_url else set())
+
+    @activity.defn(name="plan_notifications")
+    async def plan_event(self, ev: NotificationEvent) -> EventPlan:
+        async with self._r.sessionmaker() as session, session.begin():
+            return await Planner(session, self._r.settings, self._enabled_channels()).plan(ev)
+
+    @activity.defn(name="send_notification")
+    async def send_message(self, send: Send) -> None:
+        async with self._r.sessionmaker() as session:
+            row = await session.get(NotificationRow, uuid.UUID(send.ident))
+            if row is None or row.status == "sent":
+                return
+            session.expunge(row)
+        await self._deliver(row)
+        async with self._r.sessionmaker() as session, session.begin():
+            await session.execute(
+                update(NotificationRow)
+                .where(NotificationRow.id == row.id)
+                .values(status="sent", sent_at=datetime.now(UTC), error=None)
+            )
+
+    async def _deliver(self, row: NotificationRow) -> None:
+        key = f"{row.event_id}/{row.channel}/{row.recipient}"
+        if row.channel == "email":
+            try:
+                await self._email.send(self._email.build(row.recipient, row.subject, row.body, str(row.id)))
+            except smtplib.SMTPRecipientsRefused as exc:  # a 5xx for the address: retrying cannot help
+                raise ApplicationError(
+                    f"recipient refused: {exc}", type="RecipientRefused", non_retryable=True
+                ) from None
+        elif row.channel == "sms":
+            timeout = self._r.settings.webhook_timeout_seconds
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                await SmsSender(self._r.settings, client).send(row.recipient, row.body, key)
+        else:
+            message = {
+                "type": "notification",
+                "id": str(row.id),
+                "event": row.event,
+                "delivery_id": str(row.delivery_id) if row.delivery_id else None,
+                "subject": row.subject,
+                "body": row.body,
+                "created_at": row.created_at.isoformat(),
+            }
+            await self._r.cache_bus.publish(channels.user_notifications(row.recipient), message)
+            await self._r.cache_bus.publish(channels.org_notifications(str(row.organization_id)), message)
+
+    @activity.defn(name="mark_notification_failed")
+    async def mark_message_failed(self, failure: SendFailure) -> None:
+        async with self._r.sessionmaker() as session, session.begin():
+            await session.execute(
+                update(NotificationRow)
+                .where(NotificationRow.id == uuid.UUID(failure.send.ident), NotificationRow.status != "sent")
+                .values(status="failed", error=failure.reason[:500])
+            )
+
+    @activity.defn(name="deliver_webhook")
+    async def deliver_webhook(self, send: Send) -> str:
+        attempt = activity.info().attempt
+        outcome = await attempt_webhook(
+            self._r.sessionmaker, self._r.settings, uuid.UUID(send.ident), attempt
+        )
+        if outcome.status == "disabled":
+            raise ApplicationError(
+                outcome.detail, outcome.subscription_id, type=WEBHOOK_DISABLED, non_retryable=True
+            )
+        if outcome.status == "failed":
+            raise ApplicationError(outcome.detail, type="WebhookAttemptFailed")  # retried by Temporal
+        return outcome.status
+
+    @activity.defn(name="mark_webhook_failed")
+    async def mark_webhook_failed(self, failure: SendFailure) -> None:
+        async with self._r.sessionmaker() as session, session.begin():
+            await session.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.id == uuid.UUID(failure.send.ident), WebhookDelivery.status == "pending"
+                )
+                .values(status="failed")
+            )
+
+    @activity.defn(name="alert_webhook_disabled")
+    async def alert_webhook_disabled(self, alert: DisabledAlert) -> EventPlan:
+        """Tell the organization's admins (in-app and e-mail) that an endpoint was disabled."""
+        async with self._r.sessionmaker() as session, session.begin():
+            sub = await session.get(WebhookSubscription, uuid.UUID(alert.subscription_id))
+            if sub is None or sub.disabled_at is None:
+                return EventPlan()
+            org_settings = await session.get(NotificationSettingsRow, sub.organization_id)
+            locale = org_settings.locale if org_settings else self._r.settings.notification_locale
+            text = render("webhook_disabled", locale, {"url": sub.url, "reason": sub.disabled_reason})
+            event_id = f"webhook-disabled:{sub.id}:{sub.disabled_at.isoformat()}"
+            planner = Planner(session, self._r.settings, self._enabled_channels())
+            admins = await session.scalars(
+                select(User).where(
+                    User.organization_id == sub.organization_id, User.active.is_(True), User.role == STAFF[0]
+                )
+            )
+            for admin in admins:
+                for r in (Recipient("in_app", str(admin.id), admin.id), Recipient("email", admin.email)):
+                    if r.channel in self._enabled_channels():
+                        await planner.add_message(
+                            sub.organization_id, event_id, "webhook_disabled", r, text.subject, text.text
+                        )
+            return EventPlan(await planner.sends_for(event_id))

@@ -1,0 +1,236 @@
+"""Plan one delivery event: who is told on which channel (rendered now, so a retry sends the same
+text) and which webhook subscriptions get it. Rows are keyed by the event id, so planning twice
+plans once."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activities.codec import from_jsonable, to_jsonable
+from activities.notifications.rules import channels_for, effective_rules
+from activities.notifications.templates import render
+from db.models import (
+    DeliveryNotificationPrefs,
+    Driver,
+    NotificationOutbox,
+    NotificationRow,
+    NotificationSettingsRow,
+    User,
+    WebhookDelivery,
+    WebhookSubscription,
+)
+from db.upsert import insert_ignoring
+from domain.delivery import DeliveryState
+from domain.ids import uuid7
+from domain.notifications import EVENT_NAMES, EventPlan, NotificationEvent, Send, webhook_event_type
+from waybill.settings import Settings
+
+STAFF = ("admin", "dispatcher")
+
+
+def template_values(
+    settings: Settings, state: DeliveryState | None, payload: dict[str, Any]
+) -> dict[str, Any]:
+    data: dict[str, Any] = payload.get("data") or {}
+    if state is None:
+        return {"ref": payload.get("delivery_id", "")[:8], **data}
+    eta = state.eta.strftime("%Y-%m-%d %H:%M UTC") if state.eta else "soon"
+    return {
+        **data,
+        "ref": state.spec.external_ref or state.delivery_id[:8],
+        "address": state.spec.dropoff.address,
+        "tracking_url": settings.tracking_url_template.format(delivery_id=state.delivery_id),
+        "eta": eta,
+        "recipient_name": state.proof.recipient_name if state.proof else "",
+        "reason": data.get("reason") or state.cancel_reason or "",
+        "attempts": state.attempt,
+    }
+
+
+def webhook_payload(
+    ev: NotificationEvent, state: DeliveryState | None, values: dict[str, Any]
+) -> dict[str, Any]:
+    public = EVENT_NAMES[ev.type]
+    delivery: dict[str, Any] = {"id": ev.delivery_id, "sequence": ev.sequence}
+    if state is not None:
+        delivery.update(
+            status=state.status.value,
+            external_ref=state.spec.external_ref,
+            eta=state.eta.isoformat() if state.eta else None,
+            tracking_url=values.get("tracking_url"),
+            vehicle_id=state.vehicle_id,
+            driver_id=state.driver_id,
+            proof=to_jsonable(state.proof) if state.proof else None,
+        )
+    return {
+        "id": ev.event_id,
+        "type": webhook_event_type(public),
+        "occurred_at": ev.occurred_at.isoformat(),
+        "organization_id": ev.organization_id,
+        "delivery": delivery,
+        "data": values.get("_event_data", {}),
+    }
+
+
+class Recipient:
+    __slots__ = ("channel", "recipient", "user_id")
+
+    def __init__(self, channel: str, recipient: str, user_id: uuid.UUID | None = None) -> None:
+        self.channel, self.recipient, self.user_id = channel, recipient, user_id
+
+
+def _address(
+    channel: str, email: str | None, phone: str | None, user_id: uuid.UUID | None
+) -> Recipient | None:
+    target = {"email": email, "sms": phone, "in_app": str(user_id) if user_id else None}[channel]
+    return Recipient(channel, target, user_id if channel == "in_app" else None) if target else None
+
+
+class Planner:
+    def __init__(self, session: AsyncSession, settings: Settings, enabled: set[str]) -> None:
+        self._s = session
+        self._settings = settings
+        self._enabled = enabled  # channels with a configured server ("in_app" always)
+
+    async def plan(self, ev: NotificationEvent) -> EventPlan:
+        outbox = (
+            await self._s.scalars(
+                select(NotificationOutbox).where(
+                    NotificationOutbox.workflow_id == ev.workflow_id,
+                    NotificationOutbox.sequence == ev.sequence,
+                    NotificationOutbox.event == ev.type,
+                )
+            )
+        ).one_or_none()
+        public = EVENT_NAMES.get(ev.type)
+        if outbox is None or public is None:
+            return EventPlan()
+        raw_state = outbox.payload.get("state")
+        state = from_jsonable(DeliveryState, raw_state) if raw_state else None
+        org = uuid.UUID(ev.organization_id)
+        org_settings = await self._s.get(NotificationSettingsRow, org)
+        prefs = await self._s.get(DeliveryNotificationPrefs, uuid.UUID(ev.delivery_id))
+        locale = (
+            (prefs and prefs.locale)
+            or (org_settings and org_settings.locale)
+            or self._settings.notification_locale
+        )
+        values = template_values(self._settings, state, outbox.payload)
+        rules = effective_rules(org_settings.rules if org_settings else None)
+        recipients = await self._recipients(org, public, rules, state, prefs)
+        text = render(public, locale, values)
+        for r in recipients:
+            await self._add_message(ev, public, r, text.subject, text.text)
+        values["_event_data"] = outbox.payload.get("data") or {}
+        await self._add_webhooks(ev, public, webhook_payload(ev, state, values))
+        return EventPlan(await self.sends_for(ev.event_id))
+
+    async def _recipients(
+        self,
+        org: uuid.UUID,
+        public: str,
+        rules: dict[str, dict[str, list[str]]],
+        state: DeliveryState | None,
+        prefs: DeliveryNotificationPrefs | None,
+    ) -> list[Recipient]:
+        out: list[Recipient] = []
+        if state is not None and not (prefs and prefs.opted_out):
+            contact = state.spec.dropoff.contact
+            for ch in channels_for(rules, public, "customer", prefs.channels if prefs else None):
+                if (r := _address(ch, contact.email, contact.phone, None)) is not None:
+                    out.append(r)
+        staff_channels = channels_for(rules, public, "dispatchers")
+        if staff_channels:
+            staff = await self._s.scalars(
+                select(User).where(User.organization_id == org, User.active.is_(True), User.role.in_(STAFF))
+            )
+            for user in staff:
+                out += [r for ch in staff_channels if (r := _address(ch, user.email, None, user.id))]
+        driver_channels = channels_for(rules, public, "driver")
+        if driver_channels and state is not None and state.driver_id:
+            driver = await self._s.get(Driver, uuid.UUID(state.driver_id))
+            if driver is not None and driver.organization_id == org:
+                driver_user = await self._s.get(User, driver.user_id) if driver.user_id else None
+                email = driver.email or (driver_user.email if driver_user else None)
+                out += [
+                    r for ch in driver_channels if (r := _address(ch, email, driver.phone, driver.user_id))
+                ]
+        return [r for r in out if r.channel in self._enabled]
+
+    async def add_message(
+        self,
+        org: uuid.UUID,
+        event_id: str,
+        event: str,
+        r: Recipient,
+        subject: str,
+        body: str,
+        delivery_id: uuid.UUID | None = None,
+    ) -> None:
+        table = NotificationRow.__table__
+        assert isinstance(table, Table)
+        dialect = self._s.get_bind().dialect.name
+        await self._s.execute(
+            insert_ignoring(dialect, table, ["event_id", "channel", "recipient"]).values(
+                id=uuid7(),
+                organization_id=org,
+                delivery_id=delivery_id,
+                event_id=event_id,
+                event=event,
+                channel=r.channel,
+                recipient=r.recipient,
+                user_id=r.user_id,
+                subject=subject[:300],
+                body=body,
+                status="pending",
+            )
+        )
+
+    async def _add_message(
+        self, ev: NotificationEvent, public: str, r: Recipient, subject: str, body: str
+    ) -> None:
+        await self.add_message(
+            uuid.UUID(ev.organization_id), ev.event_id, public, r, subject, body, uuid.UUID(ev.delivery_id)
+        )
+
+    async def _add_webhooks(self, ev: NotificationEvent, public: str, payload: dict[str, Any]) -> None:
+        subs = await self._s.scalars(
+            select(WebhookSubscription).where(
+                WebhookSubscription.organization_id == uuid.UUID(ev.organization_id),
+                WebhookSubscription.active.is_(True),
+            )
+        )
+        table = WebhookDelivery.__table__
+        assert isinstance(table, Table)
+        dialect = self._s.get_bind().dialect.name
+        for sub in subs:
+            if public not in sub.events and "*" not in sub.events:
+                continue
+            await self._s.execute(
+                insert_ignoring(dialect, table, ["subscription_id", "event_id"]).values(
+                    id=uuid7(),
+                    organization_id=sub.organization_id,
+                    subscription_id=sub.id,
+                    event_id=ev.event_id,
+                    event_type=payload["type"],
+                    delivery_id=uuid.UUID(ev.delivery_id),
+                    payload=payload,
+                    status="pending",
+                    attempts=0,
+                )
+            )
+
+    async def sends_for(self, event_id: str) -> list[Send]:
+        messages = await self._s.scalars(
+            select(NotificationRow).where(NotificationRow.event_id == event_id).order_by(NotificationRow.id)
+        )
+        hooks = await self._s.scalars(
+            select(WebhookDelivery).where(WebhookDelivery.event_id == event_id).order_by(WebhookDelivery.id)
+        )
+        return [Send("message", str(m.id), m.channel) for m in messages] + [
+            Send("webhook", str(h.id), f"webhook:{h.subscription_id}") for h in hooks
+        ]

@@ -1,0 +1,120 @@
+"""One webhook attempt: sign, POST, record the attempt; disable an endpoint that failed too long."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from activities.notifications.signing import SIGNATURE_HEADER, sign
+from db.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from waybill.settings import Settings
+
+USER_AGENT = "Waybill-Webhooks/1"
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    status: str  # succeeded, skipped (endpoint disabled), failed (this attempt), disabled (it disabled it)
+    detail: str = ""
+    subscription_id: str = ""
+
+
+def encode_body(payload: dict[str, object]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+async def attempt_webhook(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, ident: uuid.UUID, attempt: int
+) -> AttemptOutcome:
+    async with sessionmaker() as session:
+        wd = await session.get(WebhookDelivery, ident)
+        sub = await session.get(WebhookSubscription, wd.subscription_id) if wd else None
+        if wd is None or sub is None:
+            return AttemptOutcome("skipped", "the subscription was deleted")
+        if wd.status == "succeeded":
+            return AttemptOutcome("succeeded")
+        if not sub.active:
+            if wd.status == "pending":
+                wd.status = "skipped"
+                await session.commit()
+            return AttemptOutcome("skipped", "the endpoint is disabled")
+        url, secret, body = sub.url, sub.secret, encode_body(wd.payload)
+        event_id, event_type = wd.event_id, wd.event_type
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        SIGNATURE_HEADER: sign(secret, body, int(time.time())),
+        "Waybill-Event-Id": event_id,
+        "Waybill-Event-Type": event_type,
+        "Waybill-Webhook-Delivery": str(ident),
+        "Waybill-Attempt": str(attempt),
+    }
+    code: int | None = None
+    error: str | None = None
+    started = time.perf_counter()
+    try:
+        async with httpx.AsyncClient(
+            timeout=settings.webhook_timeout_seconds, follow_redirects=False
+        ) as client:
+            code = (await client.post(url, content=body, headers=headers)).status_code
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    latency_ms = (time.perf_counter() - started) * 1000
+    ok = code is not None and 200 <= code < 300
+    return await _record(sessionmaker, settings, ident, code, error, latency_ms, ok)
+
+
+async def _record(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    ident: uuid.UUID,
+    code: int | None,
+    error: str | None,
+    latency_ms: float,
+    ok: bool,
+) -> AttemptOutcome:
+    now = datetime.now(UTC)
+    async with sessionmaker() as session, session.begin():
+        session.add(
+            WebhookAttempt(
+                webhook_delivery_id=ident,
+                attempted_at=now,
+                response_code=code,
+                latency_ms=round(latency_ms, 1),
+                error=error,
+                succeeded=ok,
+            )
+        )
+        wd = await session.get(WebhookDelivery, ident)
+        assert wd is not None
+        wd.attempts += 1
+        wd.last_response_code = code
+        sub = await session.get(WebhookSubscription, wd.subscription_id)
+        assert sub is not None
+        if ok:
+            wd.status, wd.delivered_at = "succeeded", now
+            sub.failing_since = None
+            return AttemptOutcome("succeeded")
+        detail = f"receiver answered {code}" if code is not None else f"receiver unreachable ({error})"
+        if sub.failing_since is None:
+            sub.failing_since = now
+        elif now - sub.failing_since >= timedelta(seconds=settings.webhook_disable_after_seconds):
+            # Conditional: of several lanes failing at once, exactly one disables (and alerts).
+            flipped = await session.execute(
+                update(WebhookSubscription)
+                .where(WebhookSubscription.id == sub.id, WebhookSubscription.active.is_(True))
+                .values(active=False, disabled_at=now, disabled_reason=detail)
+                .execution_options(synchronize_session=False)
+            )
+            wd.status = "failed"
+            if flipped.rowcount:  # type: ignore[attr-defined]
+                return AttemptOutcome("disabled", detail, str(sub.id))
+            return AttemptOutcome("skipped", "the endpoint is disabled")
+        return AttemptOutcome("failed", detail)
