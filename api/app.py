@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
 from api.request_context import RequestIdMiddleware
+from api.security.http import SecurityMiddleware
 from api.tracing import TracingMiddleware
 from api.v1 import (
     auth,
@@ -60,6 +61,12 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
     if resources is not None:
         app.state.resources = resources
     install_error_handlers(app)
+    app.add_middleware(
+        SecurityMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        hsts=settings.public_base_url.startswith("https://"),
+    )
     install_metrics(app, CollectorRegistry())
     if (tracer := tracing.tracer()) is not None:
         app.add_middleware(TracingMiddleware, tracer=tracer)
