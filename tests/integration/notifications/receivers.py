@@ -4,10 +4,11 @@ server can answer 500 or be stopped (connections refused) and started again on t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -102,11 +103,15 @@ class HttpReceiver:
         return [r for r in list(self.requests) if r.path == path and (r.answered < 300 or not ok_only)]
 
 
-async def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    import asyncio
-
+async def wait_for(check: Callable[[], bool | Awaitable[bool]], timeout: float, what: str) -> None:
+    """Poll `check` (plain or async) until it holds."""
     deadline = time.monotonic() + timeout
-    while not check():
+    while True:
+        ok = check()
+        if not isinstance(ok, bool):
+            ok = await ok
+        if ok:
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
