@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("file", type=Path, help="a file written by `waybill backup`")
     rs.add_argument("--yes", action="store_true", help="confirm: the tables in the backup are replaced")
     imp = sub.add_parser("import", help="import data from a file").add_subparsers(dest="what", required=True)
-    imp_d = imp.add_parser("deliveries", help="create deliveries from a CSV file (docs/notifications.md)")
+    imp_d = imp.add_parser("deliveries", help="create deliveries from a CSV file (docs/webhooks.md)")
     imp_d.add_argument("file", type=Path, help="CSV with a header row; external_ref is required")
     imp_d.add_argument("--org", required=True, help="slug of the organization the deliveries belong to")
     imp_d.add_argument("--as", dest="as_email", default=None, help="e-mail of the admin/dispatcher to act as")
