@@ -13,15 +13,6 @@ from db.models.notification import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from db.models.notification import (
-    ApiKey,
-    DeliveryNotificationPrefs,
-    NotificationRow,
-    NotificationSettingsRow,
-    WebhookAttempt,
-    WebhookDelivery,
-    WebhookSubscription,
-)
 from db.models.organization import Organization
 from db.models.route import RoutePlanRow, RouteRow
 from db.models.token import RefreshToken
@@ -29,13 +20,6 @@ from db.models.user import User
 from db.models.vehicle import Vehicle
 
 __all__ = [
-    "ApiKey",
-    "DeliveryNotificationPrefs",
-    "NotificationRow",
-    "NotificationSettingsRow",
-    "WebhookAttempt",
-    "WebhookDelivery",
-    "WebhookSubscription",
     "ApiKey",
     "DeliveryNotificationPrefs",
     "NotificationRow",
