@@ -13,7 +13,8 @@ from activities.notifications.rules import RulesError, effective_rules, validate
 from api.delivery_service import load_row
 from api.deps import CurrentUser, SessionDep, require_roles
 from api.errors import ProblemError, not_found
-from api.pagination import Page, PageDep, make_page
+from api.listing import page_of
+from api.pagination import Page, PageDep
 from api.schemas.notifications import (
     DeliveryPrefsIn,
     DeliveryPrefsOut,
@@ -58,10 +59,7 @@ async def list_notifications(
         stmt = stmt.where(
             NotificationRow.read_at.is_(None) if unread else NotificationRow.read_at.is_not(None)
         )
-    if page.after is not None:
-        stmt = stmt.where(NotificationRow.id > page.after)
-    rows = list(await session.scalars(stmt.order_by(NotificationRow.id).limit(page.limit + 1)))
-    return make_page(rows, page, to_out)
+    return await page_of(session, stmt, NotificationRow, page, to_out)
 
 
 @router.post("/{notification_id}/read", response_model=NotificationOut)

@@ -13,7 +13,8 @@ from temporalio.service import RPCError
 from activities.notifications.fanout import notification_config
 from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
 from api.errors import ProblemError, not_found, temporal_unavailable
-from api.pagination import Page, PageDep, make_page
+from api.listing import page_of
+from api.pagination import Page, PageDep
 from api.schemas.webhooks import (
     AttemptOut,
     WebhookCreate,
@@ -107,10 +108,7 @@ async def create_webhook(body: WebhookCreate, user: Admin, session: SessionDep) 
 @router.get("", response_model=Page[WebhookOut])
 async def list_webhooks(user: Admin, session: SessionDep, page: PageDep) -> Page[WebhookOut]:
     stmt = select(WebhookSubscription).where(WebhookSubscription.organization_id == user.organization_id)
-    if page.after is not None:
-        stmt = stmt.where(WebhookSubscription.id > page.after)
-    rows = list(await session.scalars(stmt.order_by(WebhookSubscription.id).limit(page.limit + 1)))
-    return make_page(rows, page, to_out)
+    return await page_of(session, stmt, WebhookSubscription, page, to_out)
 
 
 @router.get("/{webhook_id}", response_model=WebhookOut)
@@ -159,10 +157,7 @@ async def list_webhook_deliveries(
     stmt = select(WebhookDelivery).where(WebhookDelivery.subscription_id == sub.id)
     if status:
         stmt = stmt.where(WebhookDelivery.status == status)
-    if page.after is not None:
-        stmt = stmt.where(WebhookDelivery.id > page.after)
-    rows = list(await session.scalars(stmt.order_by(WebhookDelivery.id).limit(page.limit + 1)))
-    return make_page(rows, page, delivery_to_out)
+    return await page_of(session, stmt, WebhookDelivery, page, delivery_to_out)
 
 
 @router.get("/{webhook_id}/deliveries/{delivery_id}", response_model=WebhookDeliveryOut)
