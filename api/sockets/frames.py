@@ -10,6 +10,8 @@ CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOKEN_EXPIRED = 4419
+CLOSE_NO_VEHICLE = 4404  # a driver with no vehicle has nothing to report positions for
+CLOSE_TOO_SLOW = 4429  # a dispatcher that fell too far behind the stream
 
 
 class FrameError(Exception):

@@ -11,6 +11,8 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Any
+from typing import Protocol as TypingProtocol
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -18,6 +20,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from api.security.tokens import TokenClaims, TokenError, TokenType
+from api.sockets.context import Context
+from api.sockets.dispatch import DispatchProtocol
+from api.sockets.driver import DriverProtocol
 from api.sockets.frames import (
     CLOSE_AUTH_TIMEOUT,
     CLOSE_FORBIDDEN,
@@ -32,6 +37,7 @@ from domain.roles import Role
 from waybill.resources import Resources
 
 log = logging.getLogger(__name__)
+CLOSE_TIMEOUT_S = 2.0  # a peer that does not answer our close frame is dropped after this
 
 PATH_ROLES: dict[str, frozenset[Role]] = {
     "/ws/driver": frozenset({Role.DRIVER}),
@@ -50,10 +56,19 @@ def _plain(status: HTTPStatus, body: str) -> Response:
     return Response(status.value, status.phrase, headers, body.encode())
 
 
+class Protocol(TypingProtocol):
+    def send(self, text: str) -> None: ...
+    async def open(self) -> None: ...
+    async def handle(self, msg: dict[str, Any]) -> None: ...
+    async def close(self) -> None: ...
+
+
 class SocketServer:
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
         self.settings = resources.settings
+        self.ctx = Context(resources)
+        self.server: Server | None = None
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:  # noqa: ARG002
         path = request.path.split("?", 1)[0]
@@ -96,32 +111,50 @@ class SocketServer:
         session = await self._authenticate(ws, path)
         if session is None:
             return
-        await ws.send(
-            frame(
-                "ready",
-                user_id=str(session.claims.user_id),
-                role=session.claims.role.value,
-                expires_at=session.claims.expires_at.isoformat(),
-            )
-        )
+        protocol: Protocol
+        ready: dict[str, Any] = {}
+        if path == "/ws/driver":
+            driver = await DriverProtocol.bind(self.ctx, ws, session.claims)
+            if driver is None:
+                return
+            protocol = driver
+            ready["vehicle_id"] = driver.vehicle_id
+        else:
+            protocol = DispatchProtocol(self.ctx, ws, session.claims)
+        await protocol.open()
         try:
+            protocol.send(
+                frame(
+                    "ready",
+                    user_id=str(session.claims.user_id),
+                    role=session.claims.role.value,
+                    expires_at=session.claims.expires_at.isoformat(),
+                    **ready,
+                )
+            )
             async for raw in ws:
+                if self.ctx.closing:
+                    continue  # shutting down: not acknowledged, so the client sends it again elsewhere
                 try:
                     msg = parse_frame(raw)
                 except FrameError as exc:
-                    await ws.send(error_frame(exc.code, exc.detail))
+                    protocol.send(error_frame(exc.code, exc.detail))
                     continue
                 if msg["type"] == "ping":
-                    await ws.send(frame("pong", id=msg.get("id")))
-                else:
-                    await ws.send(
-                        error_frame("unsupported_type", f"frame type {msg['type']!r} is not supported")
-                    )
+                    protocol.send(frame("pong", id=msg.get("id")))
+                    continue
+                try:
+                    await protocol.handle(msg)
+                except FrameError as exc:
+                    protocol.send(error_frame(exc.code, exc.detail))
         except ConnectionClosed:
             pass
+        finally:
+            await protocol.close()
 
     async def start(self, host: str, port: int) -> Server:
-        return await serve(
+        self.ctx.start()
+        self.server = await serve(
             self.handler,
             host,
             port,
@@ -129,4 +162,16 @@ class SocketServer:
             max_size=self.settings.ws_max_frame_bytes,
             ping_interval=self.settings.ws_ping_interval_seconds,
             ping_timeout=self.settings.ws_ping_timeout_seconds,
+            close_timeout=CLOSE_TIMEOUT_S,
+            # permessage-deflate keeps zlib state per connection (~100+ KiB) and costs CPU per frame;
+            # position frames are small, so memory per connection and throughput win.
+            compression=None,
         )
+        return self.server
+
+    async def stop(self) -> None:
+        """Stop reading frames, store and acknowledge what was received, then close every socket."""
+        await self.ctx.stop()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()

@@ -13,7 +13,13 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from api.security.tokens import TokenType
-from api.sockets.frames import CLOSE_AUTH_TIMEOUT, CLOSE_FORBIDDEN, CLOSE_TOKEN_EXPIRED, CLOSE_UNAUTHENTICATED
+from api.sockets.frames import (
+    CLOSE_AUTH_TIMEOUT,
+    CLOSE_FORBIDDEN,
+    CLOSE_NO_VEHICLE,
+    CLOSE_TOKEN_EXPIRED,
+    CLOSE_UNAUTHENTICATED,
+)
 from domain.roles import Role
 from tests.support import free_port, test_settings
 from waybill.resources import Resources
@@ -53,10 +59,18 @@ async def handshake(url: str, first: str) -> tuple[list[dict[str, object]], int 
     raise AssertionError("unreachable")
 
 
-async def test_driver_authenticates_and_pings(sockets: tuple[str, Resources]) -> None:
+async def test_driver_without_vehicle_is_closed(sockets: tuple[str, Resources]) -> None:
     host, res = sockets
-    async with connect(f"ws://{host}/ws/driver") as ws:
-        await ws.send(json.dumps({"type": "auth", "token": token(res, Role.DRIVER)}))
+    frames, code = await handshake(
+        f"ws://{host}/ws/driver", json.dumps({"type": "auth", "token": token(res, Role.DRIVER)})
+    )
+    assert (code, frames[0]["code"]) == (CLOSE_NO_VEHICLE, "no_vehicle")
+
+
+async def test_dispatcher_authenticates_and_pings(sockets: tuple[str, Resources]) -> None:
+    host, res = sockets
+    async with connect(f"ws://{host}/ws/dispatch") as ws:
+        await ws.send(json.dumps({"type": "auth", "token": token(res, Role.DISPATCHER)}))
         assert json.loads(await ws.recv())["type"] == "ready"
         await ws.send(json.dumps({"type": "ping", "id": 7}))
         assert json.loads(await ws.recv()) == {"type": "pong", "id": 7}

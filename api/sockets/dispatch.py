@@ -1,0 +1,109 @@
+"""/ws/dispatch: a dispatcher subscribes to topics of their own organization and receives positions,
+tracking events and delivery/route changes."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from websockets.asyncio.server import ServerConnection
+
+from api.security.tokens import TokenClaims
+from api.sockets.context import Context
+from api.sockets.fanout import Listener
+from api.sockets.frames import FrameError, frame
+from db.models import DeliveryRow, RouteRow, Vehicle
+
+TOPICS = ("fleet", "vehicle", "delivery", "route")
+# Caps the kernel's send buffer for a dispatcher (autotuning lets it grow to 4 MiB): what does not fit
+# waits in the outbox, where it is coalesced and where a stalled client is noticed.
+SEND_BUFFER_BYTES = 256 * 1024
+
+
+class DispatchProtocol:
+    def __init__(self, ctx: Context, ws: ServerConnection, claims: TokenClaims) -> None:
+        self.ctx, self.ws, self.org = ctx, ws, claims.organization_id
+        self.listener = Listener(ctx.outbox(ws))
+        self.joined = False
+        sock = ws.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+
+    def send(self, text: str) -> None:
+        self.listener.outbox.frame(text)
+
+    async def open(self) -> None:
+        """Nothing to join until the first subscription."""
+
+    async def close(self) -> None:
+        if self.joined:
+            await self.ctx.hub.leave(self.org, self.listener)
+        await self.ctx.drop(self.listener.outbox)
+
+    async def handle(self, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if kind not in ("subscribe", "unsubscribe"):
+            raise FrameError("unsupported_type", f"frame type {kind!r} is not supported on /ws/dispatch")
+        topic, ident = msg.get("topic"), msg.get("id")
+        if topic not in TOPICS:
+            raise FrameError("invalid_topic", f"topic must be one of {', '.join(TOPICS)}")
+        if topic != "fleet" and not isinstance(ident, str):
+            raise FrameError("invalid_topic", f"topic {topic} needs a string `id`")
+        lst = self.listener
+        if kind == "unsubscribe":
+            if topic == "fleet":
+                lst.fleet = False
+            elif topic == "vehicle":
+                lst.vehicles.discard(str(ident))
+            else:
+                (lst.deliveries if topic == "delivery" else lst.routes).pop(str(ident), None)
+            self.send(frame("unsubscribed", topic=topic, id=ident))
+            return
+        if topic == "fleet":
+            lst.fleet = True
+        else:
+            assert isinstance(ident, str)
+            await self._subscribe(topic, ident)
+        if not self.joined:
+            await self.ctx.hub.join(self.org, lst)
+            self.joined = True
+        self.send(frame("subscribed", topic=topic, id=ident))
+
+    async def _subscribe(self, topic: str, ident: str) -> None:
+        """Only the organization's own entities: anything else is reported as not found."""
+        found: Any = None
+        async with self.ctx.resources.sessionmaker() as session:
+            if topic == "route":
+                found = (
+                    await session.execute(
+                        select(RouteRow.vehicle_id).where(
+                            RouteRow.id == ident, RouteRow.organization_id == self.org
+                        )
+                    )
+                ).first()
+            else:
+                try:
+                    key = uuid.UUID(ident)
+                except ValueError:
+                    raise FrameError("not_found", f"no {topic} {ident}") from None
+                model = Vehicle if topic == "vehicle" else DeliveryRow
+                column = Vehicle.id if topic == "vehicle" else DeliveryRow.vehicle_id
+                found = (
+                    await session.execute(
+                        select(column).where(model.id == key, model.organization_id == self.org)
+                    )
+                ).first()
+        if found is None:
+            raise FrameError("not_found", f"no {topic} {ident} in your organization")
+        vehicle = str(found[0]) if found[0] is not None else None
+        if topic == "vehicle":
+            self.listener.vehicles.add(ident)
+        elif topic == "delivery":
+            self.listener.deliveries[ident] = vehicle
+        else:
+            assert vehicle is not None
+            self.listener.routes[ident] = vehicle

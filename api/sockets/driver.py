@@ -1,0 +1,123 @@
+"""/ws/driver: a driver, bound to their vehicle, streams positions and hears of route changes and
+assignments."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from websockets.asyncio.server import ServerConnection
+
+from api.security.tokens import TokenClaims
+from api.sockets.context import Context
+from api.sockets.fanout import Listener
+from api.sockets.frames import CLOSE_NO_VEHICLE, FrameError, error_frame, frame
+from api.sockets.ingest import VehicleRef
+from db.models import Driver, User
+from domain.positions import Fix
+
+MAX_BATCH = 1000
+
+
+def parse_fix(raw: Any) -> Fix:
+    """A position object from a frame; ValueError/TypeError/KeyError if it is malformed."""
+    if not isinstance(raw, dict):
+        raise TypeError("a position is an object")
+    at = datetime.fromisoformat(raw["recorded_at"])
+    if at.tzinfo is None:
+        raise ValueError("recorded_at needs a time zone")
+    extra = {}
+    for name in ("accuracy_m", "speed_mps", "heading_deg"):
+        value = raw.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise TypeError(f"{name} must be a number")
+        extra[name] = None if value is None else float(value)
+    lat, lon = raw["lat"], raw["lon"]
+    if (
+        isinstance(lat, bool)
+        or isinstance(lon, bool)
+        or not isinstance(lat, int | float)
+        or not isinstance(lon, int | float)
+    ):
+        raise TypeError("lat and lon must be numbers")
+    return Fix(_seq(raw), at, float(lat), float(lon), **extra)
+
+
+def _seq(raw: dict[str, Any]) -> int:
+    seq = raw.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise FrameError("invalid_position", "every position needs a non-negative integer `seq`")
+    return seq
+
+
+class DriverProtocol:
+    def __init__(self, ctx: Context, ws: ServerConnection, ref: VehicleRef) -> None:
+        self.ctx, self.ws, self.ref = ctx, ws, ref
+        self.vehicle_id = str(ref.vehicle_id)
+        self.listener: Listener | None = None
+
+    @classmethod
+    async def bind(cls, ctx: Context, ws: ServerConnection, claims: TokenClaims) -> DriverProtocol | None:
+        async with ctx.resources.sessionmaker() as session:
+            row = (
+                await session.execute(
+                    select(Driver.id, Driver.vehicle_id, User.active)
+                    .join(User, User.id == Driver.user_id)
+                    .where(
+                        Driver.user_id == claims.user_id,
+                        Driver.organization_id == claims.organization_id,
+                        Driver.active.is_(True),
+                    )
+                )
+            ).first()
+        if row is None or row.vehicle_id is None or not row.active:
+            await ws.send(error_frame("no_vehicle", "this driver has no vehicle to report positions for"))
+            await ws.close(CLOSE_NO_VEHICLE, "no vehicle")
+            return None
+        return cls(ctx, ws, VehicleRef(claims.organization_id, row.vehicle_id, row.id))
+
+    def send(self, text: str) -> None:
+        assert self.listener is not None
+        self.listener.outbox.frame(text)
+
+    async def open(self) -> None:
+        self.listener = Listener(self.ctx.outbox(self.ws), vehicle_id=self.vehicle_id)
+        await self.ctx.hub.join(self.ref.organization_id, self.listener)
+
+    async def close(self) -> None:
+        if self.listener is not None:
+            await self.ctx.hub.leave(self.ref.organization_id, self.listener)
+            await self.ctx.drop(self.listener.outbox)
+
+    async def handle(self, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if kind == "position":
+            raws: list[Any] = [msg]
+        elif kind == "positions":
+            raws = msg.get("positions")  # type: ignore[assignment]
+            if not isinstance(raws, list) or not 0 < len(raws) <= MAX_BATCH:
+                raise FrameError("invalid_frame", f"`positions` is a list of 1..{MAX_BATCH} positions")
+        else:
+            raise FrameError("unsupported_type", f"frame type {kind!r} is not supported on /ws/driver")
+        fixes: list[Fix] = []
+        invalid: list[tuple[int, str]] = []
+        for raw in raws:
+            seq = _seq(raw) if isinstance(raw, dict) else _seq({})
+            try:
+                fix = parse_fix(raw)
+            except (KeyError, TypeError, ValueError, OverflowError):
+                invalid.append((seq, "invalid"))
+                continue
+            if not (math.isfinite(fix.lat) and math.isfinite(fix.lon)):
+                invalid.append((seq, "out_of_range"))
+                continue
+            fixes.append(fix)
+        await self.ctx.ingest.submit(self.ref, fixes, invalid, self._ack)
+
+    def _ack(self, seqs: list[int], filtered: list[tuple[int, str]]) -> None:
+        extra: dict[str, Any] = {}
+        if filtered:
+            extra["filtered"] = [{"seq": seq, "reason": reason} for seq, reason in filtered]
+        self.send(frame("ack", seqs=seqs, **extra))

@@ -1,0 +1,236 @@
+"""Fan-out from the bus to socket clients: one bus subscription per organization and replica, and a
+bounded outbox per client so that a slow client never slows ingestion or anyone else.
+
+An outbox queues positions per vehicle; past `max_pending` it keeps only the newest one of each
+vehicle (a slow client loses old positions, keeps the newest), and it holds a bounded list of other
+frames. Its writer task sends
+whatever is pending as one frame at a time. A client whose outbox overflows, or whose writer has been
+stuck on a full socket for longer than `max_lag_s`, is disconnected with 4429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import UUID
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from api.sockets.frames import CLOSE_TOO_SLOW
+from db.bus.base import Bus
+from domain import channels
+
+log = logging.getLogger(__name__)
+RESUBSCRIBE_S = 1.0
+
+
+class Outbox:
+    def __init__(self, ws: ServerConnection, max_pending: int, max_lag_s: float) -> None:
+        self.ws = ws
+        self.max_pending, self.max_lag_s = max_pending, max_lag_s
+        self.positions: dict[str, list[dict[str, Any]]] = {}  # vehicle -> its pending positions, in order
+        self.queued = 0  # positions in self.positions
+        self.frames: list[str] = []
+        self.dropped = 0
+        self.busy_since: float | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.kicked = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @property
+    def pending(self) -> int:
+        return self.queued + len(self.frames)
+
+    def position(self, p: dict[str, Any]) -> None:
+        self.positions.setdefault(p["vehicle_id"], []).append(p)
+        self.queued += 1
+        if self.queued > self.max_pending and self.busy_since is not None:
+            # Falling behind: keep only the newest position of each vehicle. Bounded by the fleet size.
+            for vehicle, pending in self.positions.items():
+                self.dropped += len(pending) - 1
+                self.positions[vehicle] = pending[-1:]
+            self.queued = len(self.positions)
+        self.check()
+
+    def frame(self, text: str) -> None:
+        self.frames.append(text)
+        self.check()
+
+    def check(self) -> None:
+        if self.kicked:
+            return
+        lagging = self.busy_since is not None and time.monotonic() - self.busy_since > self.max_lag_s
+        if len(self.frames) > self.max_pending or lagging:
+            self.kick()
+            return
+        self._wake.set()
+
+    def kick(self) -> None:
+        """Disconnect a client that fell too far behind; its pending frames are dropped."""
+        self.kicked = True
+        self.positions.clear()
+        self.frames.clear()
+        log.info("disconnecting a slow socket client (%d positions dropped)", self.dropped)
+        if self._task is not None:
+            self._task.cancel()
+        asyncio.create_task(self._close())  # noqa: RUF006 - close() ends by itself (close_timeout)
+
+    async def _close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(CLOSE_TOO_SLOW, "too slow: fell too far behind")
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self.positions or self.frames:
+                    frames, self.frames = self.frames, []
+                    if self.positions:
+                        batch = [p for pending in self.positions.values() for p in pending]
+                        self.positions, self.queued = {}, 0
+                        frames.append(json.dumps({"type": "positions", "positions": batch}))
+                    self.busy_since = time.monotonic()
+                    for text in frames:
+                        await self.ws.send(text)
+                    self.busy_since = None
+        except ConnectionClosed:
+            pass
+
+
+@dataclass(eq=False)
+class Listener:
+    """A socket client of one organization: a driver (its vehicle) or a dispatcher (its topics)."""
+
+    outbox: Outbox
+    vehicle_id: str | None = None  # drivers: their vehicle's routes and deliveries
+    fleet: bool = False
+    vehicles: set[str] = field(default_factory=set)
+    deliveries: dict[str, str | None] = field(default_factory=dict)  # delivery -> its vehicle
+    routes: dict[str, str] = field(default_factory=dict)  # route -> its vehicle
+
+    @property
+    def dispatcher(self) -> bool:
+        return self.vehicle_id is None
+
+    def wants_vehicle(self, vehicle_id: str | None) -> bool:
+        if vehicle_id is None:
+            return False
+        return (
+            self.fleet
+            or vehicle_id in self.vehicles
+            or vehicle_id in self.deliveries.values()
+            or vehicle_id in self.routes.values()
+        )
+
+
+class RouteObserver(Protocol):
+    def route_changed(self, organization_id: UUID, vehicle_id: str) -> None: ...
+
+
+class OrgFeed:
+    """One bus subscription for an organization's positions, deliveries and routes on this replica."""
+
+    def __init__(self, bus: Bus, org: UUID, observer: RouteObserver | None) -> None:
+        self.bus, self.org, self.observer = bus, org, observer
+        self.listeners: set[Listener] = set()
+        self.ready = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"feed:{org}")
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        org = str(self.org)
+        names = (channels.org_positions(org), channels.org_deliveries(org), channels.org_routes(org))
+        while True:
+            try:
+                async with self.bus.subscribe(*names) as messages:
+                    self.ready.set()
+                    async for msg in messages:
+                        self.dispatch(msg.data)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("bus subscription for %s failed, resubscribing: %s", org, exc)
+            self.ready.clear()
+            await asyncio.sleep(RESUBSCRIBE_S)
+
+    def dispatch(self, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        if kind == "positions":
+            for p in data.get("positions", ()):
+                vehicle = p.get("vehicle_id")
+                for listener in self.listeners:
+                    if listener.dispatcher and listener.wants_vehicle(vehicle):
+                        listener.outbox.position(p)
+            return
+        vehicle = data.get("vehicle_id")
+        if kind == "route.changed" and self.observer is not None and vehicle:
+            self.observer.route_changed(self.org, vehicle)
+        text: str | None = None
+        for listener in self.listeners:
+            if _interested(listener, kind, data, vehicle):
+                text = text or json.dumps(data)
+                listener.outbox.frame(text)
+
+
+def _interested(listener: Listener, kind: Any, data: dict[str, Any], vehicle: str | None) -> bool:
+    if not listener.dispatcher:
+        return kind in ("route.changed", "delivery.changed") and vehicle == listener.vehicle_id
+    if kind == "delivery.changed":
+        delivery = data.get("delivery_id")
+        if delivery in listener.deliveries and vehicle:
+            listener.deliveries[delivery] = vehicle  # follow the delivery to its (new) vehicle
+        return listener.fleet or delivery in listener.deliveries or vehicle in listener.vehicles
+    if kind == "route.changed" and data.get("route_id") in listener.routes:
+        return True
+    if data.get("delivery_id") is not None and data.get("delivery_id") in listener.deliveries:
+        return True
+    return listener.wants_vehicle(vehicle)
+
+
+class Hub:
+    """The organizations' feeds on this replica, each alive while a client of it is connected."""
+
+    def __init__(self, bus: Bus, observer: RouteObserver | None = None) -> None:
+        self.bus, self.observer = bus, observer
+        self.feeds: dict[UUID, OrgFeed] = {}
+
+    async def join(self, org: UUID, listener: Listener, timeout: float = 5.0) -> None:
+        feed = self.feeds.get(org)
+        if feed is None:
+            feed = self.feeds[org] = OrgFeed(self.bus, org, self.observer)
+        feed.listeners.add(listener)
+        await asyncio.wait_for(feed.ready.wait(), timeout)
+
+    async def leave(self, org: UUID, listener: Listener) -> None:
+        feed = self.feeds.get(org)
+        if feed is None:
+            return
+        feed.listeners.discard(listener)
+        if not feed.listeners:
+            del self.feeds[org]
+            await feed.stop()
+
+    async def stop(self) -> None:
+        feeds, self.feeds = list(self.feeds.values()), {}
+        for feed in feeds:
+            await feed.stop()

@@ -1,0 +1,297 @@
+"""The position pipeline: filter, buffer, store history in batches, cache the latest, publish.
+
+Hot path (`submit`) is synchronous apart from the first fix of a vehicle (its cached latest seeds the
+filter) and back-pressure: nothing waits on Redis or the database per position.
+
+- History: accepted positions join the current *generation* of the buffer. A generation is written
+  in one `append_positions` call when it reaches `batch` positions or `flush_s` passed; a few may be
+  in flight at once. Acks go out per frame once its generation *and every earlier one* are stored,
+  so an acknowledged position is always stored (a crash loses only unacknowledged ones, which the
+  phone re-sends; the store ignores repeats).
+- Latest and live stream: every `publish_s` the newest accepted fix per vehicle goes to the cache in
+  one round trip per organization, and the accepted positions to the organization's bus channel in
+  one message, so Redis sees tens of operations per second, not one per position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from db.bus.base import CacheBus, LatestItem
+from db.history.base import HistoryStore, Position
+from domain import channels
+from domain.positions import FilterConfig, Fix, Reject, VehicleTrack
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 3  # concurrent history writes
+RETRY_S = 0.5
+Ack = Callable[[list[int], list[tuple[int, str]]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleRef:
+    organization_id: UUID
+    vehicle_id: UUID
+    driver_id: UUID | None
+
+
+def fix_message(ref: VehicleRef, f: Fix) -> dict[str, Any]:
+    """A position as it is cached, published and sent to dispatchers."""
+    return {
+        "vehicle_id": str(ref.vehicle_id),
+        "driver_id": str(ref.driver_id) if ref.driver_id else None,
+        "seq": f.seq,
+        "recorded_at": f.recorded_at.isoformat(),
+        "lat": f.lat,
+        "lon": f.lon,
+        "accuracy_m": f.accuracy_m,
+        "speed_mps": f.speed_mps,
+        "heading_deg": f.heading_deg,
+    }
+
+
+def fix_from_message(data: dict[str, Any]) -> Fix:
+    return Fix(
+        seq=int(data["seq"]),
+        recorded_at=datetime.fromisoformat(data["recorded_at"]),
+        lat=float(data["lat"]),
+        lon=float(data["lon"]),
+        accuracy_m=data.get("accuracy_m"),
+        speed_mps=data.get("speed_mps"),
+        heading_deg=data.get("heading_deg"),
+    )
+
+
+@dataclass
+class _Generation:
+    positions: list[Position] = field(default_factory=list)
+    acks: list[tuple[Ack, list[int], list[tuple[int, str]]]] = field(default_factory=list)
+    stored: bool = False
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    accepted: int = 0
+    stored: int = 0
+    filtered: dict[str, int] = field(default_factory=dict)
+
+
+class Ingest:
+    def __init__(
+        self,
+        cache_bus: CacheBus,
+        history: HistoryStore,
+        cfg: FilterConfig,
+        *,
+        batch: int,
+        flush_s: float,
+        publish_s: float,
+        on_latest: Callable[[VehicleRef, Fix], None] | None = None,
+        max_buffered: int | None = None,
+    ) -> None:
+        self.bus, self.history, self.cfg = cache_bus, history, cfg
+        self.batch, self.flush_s, self.publish_s = batch, flush_s, publish_s
+        self.on_latest = on_latest
+        self.max_buffered = max_buffered or batch * 20
+        self.stats = IngestStats()
+        self.tracks: dict[UUID, VehicleTrack] = {}
+        self._seeding: dict[UUID, asyncio.Future[None]] = {}
+        self._current = _Generation()
+        self._queue: deque[_Generation] = deque()  # generations not yet acknowledged, oldest first
+        self._buffered = 0
+        self._outbox: dict[UUID, list[dict[str, Any]]] = {}
+        self._latest: dict[UUID, dict[UUID, tuple[VehicleRef, Fix, dict[str, Any]]]] = {}
+        self._flush_now = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._writes: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    # Lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._flush_loop(), name="ingest-flush"),
+            asyncio.create_task(self._publish_loop(), name="ingest-publish"),
+        ]
+
+    async def stop(self) -> None:
+        """Store and acknowledge everything submitted so far; later submits are refused."""
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._publish_once()
+        self._seal()
+        while self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+        for gen in list(self._queue):
+            if not gen.stored:  # a write that failed: keep trying, a clean stop must lose nothing
+                await self._write(gen, forever=True)
+
+    # Hot path ---------------------------------------------------------------------------------
+
+    async def submit(
+        self, ref: VehicleRef, fixes: list[Fix], invalid: list[tuple[int, str]], ack: Ack
+    ) -> None:
+        """Judge the fixes; `ack(seqs, filtered)` is called once every stored one is durable."""
+        if self._closing:
+            raise RuntimeError("ingest is stopping")
+        while not self._room.is_set():  # the store is behind: stop reading from this phone
+            await self._room.wait()
+        track = self.tracks.get(ref.vehicle_id)
+        if track is None:
+            track = await self._seed(ref)
+        now = datetime.now(UTC)
+        seqs = [seq for seq, _ in invalid]
+        filtered = list(invalid)
+        gen = self._current
+        newest: tuple[Fix, dict[str, Any]] | None = None
+        stats = self.stats
+        stats.received += len(fixes) + len(invalid)
+        for fix in fixes:
+            seqs.append(fix.seq)
+            reason = track.judge(fix, now)
+            if reason is not None:
+                filtered.append((fix.seq, reason.value))
+                stats.filtered[reason.value] = stats.filtered.get(reason.value, 0) + 1
+                continue
+            stats.accepted += 1
+            p = Position(
+                ref.organization_id,
+                ref.vehicle_id,
+                ref.driver_id,
+                fix.seq,
+                fix.recorded_at,
+                fix.lat,
+                fix.lon,
+                fix.accuracy_m,
+                fix.speed_mps,
+                fix.heading_deg,
+            )
+            gen.positions.append(p)
+            msg = fix_message(ref, fix)
+            self._outbox.setdefault(ref.organization_id, []).append(msg)
+            if track.latest is fix:
+                newest = (fix, msg)
+        if newest is not None:
+            self._latest.setdefault(ref.organization_id, {})[ref.vehicle_id] = (ref, *newest)
+        gen.acks.append((ack, seqs, filtered))
+        self._buffered += len(fixes)
+        if len(gen.positions) >= self.batch:
+            self._flush_now.set()
+        if self._buffered >= self.max_buffered:
+            self._room.clear()
+
+    async def _seed(self, ref: VehicleRef) -> VehicleTrack:
+        pending = self._seeding.get(ref.vehicle_id)
+        if pending is None:
+            pending = self._seeding[ref.vehicle_id] = asyncio.get_running_loop().create_future()
+            track = VehicleTrack(self.cfg)
+            try:
+                cached = await self.bus.get_latest(ref.organization_id, ref.vehicle_id)
+                if cached is not None:
+                    track.seed(fix_from_message(cached))
+            except Exception as exc:  # the cache being down must not stop ingest
+                log.warning("could not read the latest position of %s: %s", ref.vehicle_id, exc)
+            self.tracks.setdefault(ref.vehicle_id, track)
+            pending.set_result(None)
+            del self._seeding[ref.vehicle_id]
+        else:
+            await pending
+        return self.tracks[ref.vehicle_id]
+
+    # History ----------------------------------------------------------------------------------
+
+    def _seal(self) -> None:
+        gen = self._current
+        if gen.positions or gen.acks:
+            self._current = _Generation()
+            self._queue.append(gen)
+            task = asyncio.create_task(self._write(gen))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), self.flush_s)
+            self._flush_now.clear()
+            await self._slots.acquire()
+            self._slots.release()
+            self._seal()
+
+    async def _write(self, gen: _Generation, *, forever: bool = False) -> None:
+        async with self._slots:
+            while True:
+                try:
+                    if gen.positions:
+                        self.stats.stored += await self.history.append_positions(gen.positions)
+                    break
+                except Exception as exc:
+                    if self._closing and not forever:
+                        return  # stop() retries it
+                    log.error("history write of %d positions failed, retrying: %s", len(gen.positions), exc)
+                    await asyncio.sleep(RETRY_S)
+        gen.stored = True
+        self._release()
+
+    def _release(self) -> None:
+        while self._queue and self._queue[0].stored:
+            gen = self._queue.popleft()
+            self._buffered -= len(gen.positions)
+            for ack, seqs, filtered in gen.acks:
+                try:
+                    ack(seqs, filtered)
+                except Exception:
+                    log.exception("ack failed")
+        if self._buffered < self.max_buffered:
+            self._room.set()
+
+    # Latest and live stream -------------------------------------------------------------------
+
+    async def _publish_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.publish_s)
+            try:
+                await self._publish_once()
+            except Exception:
+                log.exception("publishing positions failed")
+
+    async def _publish_once(self) -> None:
+        outbox, self._outbox = self._outbox, {}
+        latest, self._latest = self._latest, {}
+        jobs: list[Awaitable[None]] = []
+        for org, vehicles in latest.items():
+            items = [LatestItem(ref.vehicle_id, f.lat, f.lon, msg) for ref, f, msg in vehicles.values()]
+            jobs.append(self.bus.set_latest_many(org, items))
+        for org, positions in outbox.items():
+            jobs.append(
+                self.bus.publish(
+                    channels.org_positions(str(org)), {"type": "positions", "positions": positions}
+                )
+            )
+        for result in await asyncio.gather(*jobs, return_exceptions=True):
+            if isinstance(result, BaseException):
+                log.warning("publishing positions failed: %s", result)
+        if self.on_latest is not None:
+            for vehicles in latest.values():
+                for ref, fix, _ in vehicles.values():
+                    self.on_latest(ref, fix)
+
+
+__all__ = ["Ack", "Ingest", "IngestStats", "Reject", "VehicleRef", "fix_from_message", "fix_message"]

@@ -1,0 +1,229 @@
+"""Arrivals, depot geofences and live ETAs from each vehicle's latest accepted fix.
+
+Runs beside ingestion, never in its way: the pipeline hands over the newest fix per vehicle each
+publish tick (`offer`), and one worker task evaluates them, loading the vehicle's open route (the
+`routes` projection, refreshed on `route.changed` and every ROUTE_TTL_S) and its organization's
+depots. Events go to the organization's positions channel; arrivals to the delivery workflow
+(`DeliveryWorkflow.arrived`, once per stop) and ETAs to the route workflow (`RouteWorkflow.report_eta`)
+when they moved by at least the threshold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select
+
+from activities.codec import from_jsonable
+from api.sockets.ingest import VehicleRef
+from db.models import Depot, RouteRow
+from domain import channels
+from domain.delivery import ArrivalSignal
+from domain.delivery import Position as DeliveryPosition
+from domain.positions import DwellDetector, Fence, Fix, eta_from, fence_events, fences_containing
+from domain.routes import EtaReport, RouteState, StopStatus, estimate_etas
+from waybill.resources import Resources
+from workflows.delivery import DeliveryWorkflow, delivery_workflow_id
+from workflows.route import RouteWorkflow
+
+log = logging.getLogger(__name__)
+
+ROUTE_TTL_S = 30.0
+DEPOT_TTL_S = 300.0
+ETA_EVERY_S = 5.0  # of fix time: ETAs are recomputed at most this often per vehicle
+
+
+@dataclass
+class _Vehicle:
+    dwell: DwellDetector
+    route: RouteState | None = None
+    route_loaded: float = -1e9
+    depots_inside: set[str] | None = None
+    eta_at: datetime | None = None
+    eta_told: tuple[str, datetime] | None = None
+
+
+@dataclass
+class TrackingStats:
+    arrivals: int = 0
+    etas: int = 0
+    geofence: int = 0
+    errors: int = 0
+
+
+class Tracker:
+    def __init__(self, resources: Resources) -> None:
+        s = resources.settings
+        self.r = resources
+        self.radius_m, self.dwell_s = s.tracking_arrival_radius_m, s.tracking_arrival_dwell_seconds
+        self.depot_radius_m, self.eta_threshold_s = (
+            s.tracking_depot_radius_m,
+            s.tracking_eta_threshold_seconds,
+        )
+        self.stats = TrackingStats()
+        self._vehicles: dict[UUID, _Vehicle] = {}
+        self._depots: dict[UUID, tuple[float, list[Fence]]] = {}
+        self._pending: dict[UUID, tuple[VehicleRef, Fix]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._signals: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="tracking")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._signals:
+            await asyncio.gather(*self._signals, return_exceptions=True)
+
+    def offer(self, ref: VehicleRef, fix: Fix) -> None:
+        self._pending[ref.vehicle_id] = (ref, fix)
+        self._wake.set()
+
+    def route_changed(self, organization_id: UUID, vehicle_id: str) -> None:  # noqa: ARG002
+        with contextlib.suppress(ValueError):
+            v = self._vehicles.get(UUID(vehicle_id))
+            if v is not None:
+                v.route_loaded = -1e9  # reload before the next fix is judged
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            pending, self._pending = self._pending, {}
+            for ref, fix in pending.values():
+                try:
+                    await self.evaluate(ref, fix)
+                except Exception:
+                    self.stats.errors += 1
+                    log.exception("tracking of vehicle %s failed", ref.vehicle_id)
+
+    async def evaluate(self, ref: VehicleRef, fix: Fix) -> None:
+        v = self._vehicles.get(ref.vehicle_id)
+        if v is None:
+            v = self._vehicles[ref.vehicle_id] = _Vehicle(DwellDetector(self.radius_m, self.dwell_s))
+        await self._geofences(ref, fix, v)
+        if time.monotonic() - v.route_loaded > ROUTE_TTL_S:
+            v.route = await self._load_route(ref.vehicle_id)
+            v.route_loaded = time.monotonic()
+        if v.route is None:
+            return
+        nxt = v.route.next_stop
+        if nxt is None:
+            return
+        target = nxt.key if nxt.kind == "delivery" and nxt.status is StopStatus.PLANNED else None
+        if v.dwell.update(target, fix.lat, fix.lon, nxt.lat, nxt.lon, fix.recorded_at):
+            await self._arrived(ref, fix, nxt.delivery_id, nxt.key)
+        if nxt.status is StopStatus.PLANNED and (
+            v.eta_at is None or (fix.recorded_at - v.eta_at).total_seconds() >= ETA_EVERY_S
+        ):
+            v.eta_at = fix.recorded_at
+            await self._eta(ref, fix, v, v.route)
+
+    async def _geofences(self, ref: VehicleRef, fix: Fix, v: _Vehicle) -> None:
+        fences = await self._fences(ref.organization_id)
+        inside = fences_containing(fences, fix.lat, fix.lon)
+        for event, depot in fence_events(v.depots_inside, inside):
+            self.stats.geofence += 1
+            await self._publish(
+                ref,
+                {"type": "geofence", "event": event, "depot_id": depot, "at": fix.recorded_at.isoformat()},
+            )
+        v.depots_inside = inside
+
+    async def _arrived(self, ref: VehicleRef, fix: Fix, delivery_id: str, key: str) -> None:
+        self.stats.arrivals += 1
+        at = fix.recorded_at.isoformat()
+        await self._publish(ref, {"type": "arrival", "delivery_id": delivery_id, "stop_key": key, "at": at})
+        sig = ArrivalSignal(str(ref.vehicle_id), fix.recorded_at, DeliveryPosition(fix.lat, fix.lon))
+
+        async def send() -> None:
+            client = await self.r.temporal.get()
+            handle = client.get_workflow_handle_for(DeliveryWorkflow.run, delivery_workflow_id(delivery_id))
+            await handle.signal(DeliveryWorkflow.arrived, sig)
+
+        self._background(send(), f"arrived signal for {delivery_id}")
+
+    async def _eta(self, ref: VehicleRef, fix: Fix, v: _Vehicle, route: RouteState) -> None:
+        nxt = route.next_stop
+        assert nxt is not None
+        now = datetime.now(UTC)
+        eta = eta_from(fix, nxt.lat, nxt.lon, now)
+        told = v.eta_told
+        if (
+            told is not None
+            and told[0] == nxt.key
+            and abs((eta - told[1]).total_seconds()) < self.eta_threshold_s
+        ):
+            return
+        v.eta_told = (nxt.key, eta)
+        self.stats.etas += 1
+        moved = estimate_etas(replace(route, tracked_stop=nxt.key, tracked_eta=eta), now)
+        stops = [
+            {
+                "key": s.key,
+                "delivery_id": s.delivery_id,
+                "kind": s.kind,
+                "eta": s.eta.isoformat() if s.eta else None,
+            }
+            for s in moved.stops
+            if s.status is StopStatus.PLANNED
+        ]
+        await self._publish(ref, {"type": "eta", "route_id": route.route_id, "stops": stops})
+        report = EtaReport(nxt.key, eta, fix.recorded_at)
+
+        async def send() -> None:
+            client = await self.r.temporal.get()
+            await client.get_workflow_handle_for(RouteWorkflow.run, route.route_id).signal(
+                RouteWorkflow.report_eta, report
+            )
+
+        self._background(send(), f"ETA for route {route.route_id}")
+
+    def _background(self, job: Any, what: str) -> None:
+        async def run() -> None:
+            try:
+                await job
+            except Exception as exc:
+                self.stats.errors += 1
+                log.warning("%s failed: %s", what, exc)
+
+        task = asyncio.create_task(run())
+        self._signals.add(task)
+        task.add_done_callback(self._signals.discard)
+
+    async def _publish(self, ref: VehicleRef, message: dict[str, Any]) -> None:
+        message = {**message, "vehicle_id": str(ref.vehicle_id)}
+        await self.r.cache_bus.publish(channels.org_positions(str(ref.organization_id)), message)
+
+    async def _load_route(self, vehicle_id: UUID) -> RouteState | None:
+        async with self.r.sessionmaker() as session:
+            row = (
+                await session.scalars(
+                    select(RouteRow)
+                    .where(RouteRow.vehicle_id == vehicle_id, RouteRow.status != "completed")
+                    .order_by(RouteRow.shift.desc(), RouteRow.updated_at.desc())
+                    .limit(1)
+                )
+            ).first()
+        return from_jsonable(RouteState, row.state) if row is not None else None
+
+    async def _fences(self, org: UUID) -> list[Fence]:
+        cached = self._depots.get(org)
+        if cached is not None and time.monotonic() - cached[0] < DEPOT_TTL_S:
+            return cached[1]
+        async with self.r.sessionmaker() as session:
+            depots = (await session.scalars(select(Depot).where(Depot.organization_id == org))).all()
+        fences = [Fence(str(d.id), d.lat, d.lon, self.depot_radius_m) for d in depots]
+        self._depots[org] = (time.monotonic(), fences)
+        return fences
