@@ -19,6 +19,11 @@ def org_routes(organization_id: str) -> str:
     return f"org:{organization_id}:routes"
 
 
+def org_positions(organization_id: str) -> str:
+    """Accepted positions (batched per publish tick) and live-tracking events: ETAs, geofences."""
+    return f"org:{organization_id}:positions"
+
+
 def user_notifications(user_id: str) -> str:
     """In-app notifications for one user (driver or dispatcher)."""
     return f"user:{user_id}:notifications"

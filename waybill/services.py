@@ -81,8 +81,7 @@ class SocketService:
 
     async def stop(self) -> None:
         if self.server:
-            self.server.close()
-            await self.server.wait_closed()
+            await self.sockets.stop()  # stores and acknowledges received positions before closing
 
     def failed(self) -> BaseException | None:
         return None

@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     # Request bodies: JSON and CSV up to max_body_bytes, multipart uploads up to max_upload_bytes (413 beyond).
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(default=12 * 1024 * 1024, ge=1024)
+    # Rate limits per window (sliding; 0 turns one off): per client IP on every request, per user
+    # once authenticated, per IP and e-mail on login, per IP on refresh (docs/security.md).
+    rate_limit_window_seconds: float = Field(default=60.0, gt=0)
+    rate_limit_ip: int = Field(default=1200, ge=0)
+    rate_limit_user: int = Field(default=1200, ge=0)
+    rate_limit_login: int = Field(default=10, ge=0)
+    rate_limit_refresh: int = Field(default=60, ge=0)
 
     # Notifications (docs/notifications.md): e-mail over SMTP and SMS through an HTTP provider; a
     # channel whose server is unset is off.
@@ -154,6 +161,21 @@ class Settings(BaseSettings):
     ws_ping_timeout_seconds: float = Field(default=30.0, gt=0)
     ws_max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     ws_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    ws_dispatch_max_pending: int = Field(default=1000, ge=10)
+    ws_dispatch_max_lag_seconds: float = Field(default=10.0, gt=0)
+
+    # Live tracking
+    tracking_max_accuracy_m: float = Field(default=100.0, gt=0)
+    tracking_max_speed_mps: float = Field(default=70.0, gt=0)
+    tracking_max_future_seconds: float = Field(default=30.0, ge=0)
+    tracking_history_batch: int = Field(default=1000, ge=1)
+    tracking_history_flush_ms: int = Field(default=200, ge=1)
+    tracking_publish_ms: int = Field(default=20, ge=1)
+    tracking_arrival_radius_m: float = Field(default=50.0, gt=0)
+    tracking_arrival_dwell_seconds: float = Field(default=30.0, ge=0)
+    tracking_depot_radius_m: float = Field(default=150.0, gt=0)
+    tracking_eta_threshold_seconds: float = Field(default=120.0, ge=0)
+    tracking_share_ttl_seconds: int = Field(default=24 * 3600, ge=60)
 
     @field_validator("cors_origins", "ws_allowed_origins", mode="before")
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
@@ -23,6 +23,13 @@ GEO_MAX_LAT = 85.05112878
 class Nearby(NamedTuple):
     vehicle_id: UUID
     distance_m: float
+
+
+class LatestItem(NamedTuple):
+    vehicle_id: UUID
+    lat: float
+    lon: float
+    data: dict[str, Any]
 
 
 class Message(NamedTuple):
@@ -93,6 +100,10 @@ class LatestPositions(Protocol):
         self, org_id: UUID, vehicle_id: UUID, lat: float, lon: float, data: dict[str, Any]
     ) -> None:
         """Record the vehicle's latest position; the caller decides whether it is newer."""
+        ...
+
+    async def set_latest_many(self, org_id: UUID, items: Sequence[LatestItem]) -> None:
+        """set_latest for many vehicles of one organization in one round trip (live ingest)."""
         ...
 
     async def get_latest(self, org_id: UUID, vehicle_id: UUID) -> dict[str, Any] | None: ...

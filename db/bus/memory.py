@@ -7,12 +7,13 @@ import json
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from uuid import UUID
 
 from db.bus.base import (
+    LatestItem,
     Message,
     Nearby,
     RateDecision,
@@ -126,6 +127,12 @@ class MemoryCacheBus:
         check_point(lat, lon)
         # Stored encoded, like Redis: callers never share a mutable dict with the store.
         self._latest[org_id][vehicle_id] = (lat, lon, encode_json(data))
+
+    async def set_latest_many(self, org_id: UUID, items: Sequence[LatestItem]) -> None:
+        for item in items:
+            check_point(item.lat, item.lon)
+        for item in items:
+            await self.set_latest(org_id, item.vehicle_id, item.lat, item.lon, item.data)
 
     async def get_latest(self, org_id: UUID, vehicle_id: UUID) -> dict[str, Any] | None:
         entry = self._latest.get(org_id, {}).get(vehicle_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from uuid import UUID
@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
 from db.bus.base import (
+    LatestItem,
     Message,
     Nearby,
     RateDecision,
@@ -104,6 +105,20 @@ class RedisCacheBus:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.geoadd(self._key("geo", str(org_id)), (_geo_lon(lon), lat, member))
             pipe.hset(self._key("latest", str(org_id)), member, payload)
+            await pipe.execute()
+
+    async def set_latest_many(self, org_id: UUID, items: Sequence[LatestItem]) -> None:
+        if not items:
+            return
+        for item in items:
+            check_point(item.lat, item.lon)
+        geo: list[Any] = []
+        for item in items:
+            geo += [_geo_lon(item.lon), item.lat, str(item.vehicle_id)]
+        mapping = {str(item.vehicle_id): encode_json(item.data) for item in items}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.geoadd(self._key("geo", str(org_id)), geo)
+            pipe.hset(self._key("latest", str(org_id)), mapping=mapping)  # type: ignore[arg-type]
             await pipe.execute()
 
     async def get_latest(self, org_id: UUID, vehicle_id: UUID) -> dict[str, Any] | None:

@@ -70,6 +70,21 @@ async def test_latest_round_trip_and_org_scope(cache_bus: CacheBus) -> None:
     assert await cache_bus.nearby(other_org, 52.6, 13.5, 10_000) == []
 
 
+async def test_set_latest_many_is_set_latest_for_each(cache_bus: CacheBus) -> None:
+    from db.bus import LatestItem
+
+    org, a, b = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await cache_bus.set_latest_many(org, [])
+    await cache_bus.set_latest_many(
+        org, [LatestItem(a, 52.5, 13.4, {"seq": 1}), LatestItem(b, 52.5001, 13.4, {"seq": 7})]
+    )
+    assert await cache_bus.get_latest(org, a) == {"seq": 1}
+    assert await cache_bus.get_latest(org, b) == {"seq": 7}
+    assert [n.vehicle_id for n in await cache_bus.nearby(org, 52.5, 13.4, 100)] == [a, b]
+    with pytest.raises(ValueError, match="latitude"):
+        await cache_bus.set_latest_many(org, [LatestItem(a, 89.0, 0.0, {})])
+
+
 async def test_nearby_sorted_within_radius_and_limited(cache_bus: CacheBus) -> None:
     org, other_org = uuid.uuid4(), uuid.uuid4()
     lat, lon = 48.1351, 11.5820
