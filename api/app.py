@@ -13,6 +13,7 @@ from api.errors import install_error_handlers
 from api.metrics import install_metrics
 from api.request_context import RequestIdMiddleware
 from api.security.http import SecurityMiddleware
+from api.security.rate_limit import IpRateLimitMiddleware
 from api.tracing import TracingMiddleware
 from api.v1 import (
     auth,
@@ -61,6 +62,9 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
     if resources is not None:
         app.state.resources = resources
     install_error_handlers(app)
+    app.add_middleware(
+        IpRateLimitMiddleware, limit=settings.rate_limit_ip, window_s=settings.rate_limit_window_seconds
+    )
     app.add_middleware(
         SecurityMiddleware,
         max_body_bytes=settings.max_body_bytes,

@@ -14,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api.errors import ProblemError, temporal_unavailable
+from api.security.rate_limit import enforce
 from api.security.tokens import TokenError, TokenType
 from api.security.user_cache import AuthUser
 from db.models import User
 from domain.roles import Role
+from waybill.log_context import bind
 from waybill.resources import Resources
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/auth/login")
@@ -94,6 +96,15 @@ async def get_current_user(
         raise _unauthenticated("invalid_token", "the token's user is no longer active")
     if user.password_changed_at and claims.issued_at < user.password_changed_at.replace(microsecond=0):
         raise _unauthenticated("token_revoked", "the password changed after this token was issued")
+    s = resources.settings
+    await enforce(
+        resources.cache_bus,
+        f"user:{user.id}",
+        s.rate_limit_user,
+        s.rate_limit_window_seconds,
+        "for this user",
+    )
+    bind(organization_id=str(user.organization_id), user_id=str(user.id))
     return CurrentUser(user.id, user.organization_id, Role(user.role), user.email, user.name)
 
 

@@ -24,7 +24,21 @@ def free_port() -> int:
 
 
 def test_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"env": "test", "redis_url": None, "mongodb_url": None, "temporal_address": None}
+    values: dict[str, Any] = {
+        "env": "test",
+        "redis_url": None,
+        "mongodb_url": None,
+        "temporal_address": None,
+        # Tests send thousands of requests from one address and a few users: limits high enough never
+        # to trigger, but still checked on every request (tests/integration/api/test_rate_limits.py).
+        "rate_limit_ip": 1_000_000,
+        "rate_limit_user": 1_000_000,
+        "rate_limit_login": 1_000_000,
+        "rate_limit_refresh": 1_000_000,
+        # Worker metrics ports are per host: tests that start workers pick their own.
+        "worker_metrics_port": 0,
+        "temporal_metrics_port": 0,
+    }
     values.update(overrides)
     return Settings(**values)
 

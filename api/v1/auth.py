@@ -6,12 +6,13 @@ import logging
 import uuid
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from api.deps import ResourcesDep, SessionDep, UserDep
 from api.errors import ProblemError
 from api.schemas.auth import LoginIn, MeOut, RefreshIn, TokenPair
 from api.security.passwords import verify_password
+from api.security.rate_limit import client_ip, enforce
 from api.security.tokens import TokenError, TokenService, TokenType
 from db.models import Organization, RefreshToken, User
 from db.repositories.accounts import RefreshTokenRepository, find_login
@@ -53,7 +54,16 @@ async def _issue_pair(
 
 
 @router.post("/login", response_model=TokenPair)
-async def login(body: LoginIn, resources: ResourcesDep, session: SessionDep) -> TokenPair:
+async def login(body: LoginIn, request: Request, resources: ResourcesDep, session: SessionDep) -> TokenPair:
+    # Per address and account, so one attacker cannot lock every account out from one address.
+    s, ip = resources.settings, client_ip(request.scope)
+    await enforce(
+        resources.cache_bus,
+        f"login:{ip}:{body.email}",
+        s.rate_limit_login,
+        s.rate_limit_window_seconds,
+        "for this login",
+    )
     user = await find_login(session, body.email)
     ok = verify_password(user.password_hash if user else None, body.password)
     if user is None or not ok or not user.active:
@@ -66,7 +76,17 @@ async def login(body: LoginIn, resources: ResourcesDep, session: SessionDep) -> 
 
 
 @router.post("/refresh", response_model=TokenPair)
-async def refresh(body: RefreshIn, resources: ResourcesDep, session: SessionDep) -> TokenPair:
+async def refresh(
+    body: RefreshIn, request: Request, resources: ResourcesDep, session: SessionDep
+) -> TokenPair:
+    s = resources.settings
+    await enforce(
+        resources.cache_bus,
+        f"refresh:{client_ip(request.scope)}",
+        s.rate_limit_refresh,
+        s.rate_limit_window_seconds,
+        "refreshing tokens from this address",
+    )
     try:
         claims = resources.tokens.verify(body.refresh_token, TokenType.REFRESH)
     except TokenError as exc:
