@@ -16,6 +16,7 @@ from api.security.http import SecurityMiddleware
 from api.security.rate_limit import IpRateLimitMiddleware
 from api.tracing import TracingMiddleware
 from api.v1 import (
+    audit,
     auth,
     deliveries,
     depots,
@@ -26,6 +27,7 @@ from api.v1 import (
     notifications,
     route_plans,
     routes,
+    users,
     vehicles,
     webhooks,
 )
@@ -96,6 +98,8 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         notifications,
         webhooks,
         integrations,
+        users,
+        audit,
     ):
         v1.include_router(module.router)
     app.include_router(v1)

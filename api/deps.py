@@ -94,7 +94,7 @@ async def get_current_user(
         or user.role != claims.role.value
     ):
         raise _unauthenticated("invalid_token", "the token's user is no longer active")
-    if user.password_changed_at and claims.issued_at < user.password_changed_at.replace(microsecond=0):
+    if user.password_changed_at and claims.issued_at < user.password_changed_at:
         raise _unauthenticated("token_revoked", "the password changed after this token was issued")
     s = resources.settings
     await enforce(

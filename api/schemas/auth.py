@@ -18,6 +18,15 @@ class LoginIn(Input):
     ]
 
 
+class PasswordChangeIn(Input):
+    current_password: Annotated[
+        str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_LENGTH, strip_whitespace=False)
+    ]
+    new_password: Annotated[
+        str, StringConstraints(min_length=12, max_length=MAX_PASSWORD_LENGTH, strip_whitespace=False)
+    ]
+
+
 class RefreshIn(Input):
     refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 

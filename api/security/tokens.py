@@ -81,7 +81,7 @@ class TokenService:
         family_id: uuid.UUID | None = None,
         now: datetime | None = None,
     ) -> IssuedToken:
-        issued = (now or datetime.now(UTC)).replace(microsecond=0)
+        issued = now or datetime.now(UTC)
         expires = issued + self._ttl[token_type]
         jti = uuid7()
         claims: dict[str, Any] = {
@@ -92,8 +92,10 @@ class TokenService:
             "role": role.value,
             "typ": token_type.value,
             "jti": str(jti),
-            "iat": int(issued.timestamp()),
-            "exp": int(expires.timestamp()),
+            # Millisecond precision (RFC 7519 allows a fractional NumericDate): a password change
+            # revokes exactly the tokens issued before it, even within the same second.
+            "iat": round(issued.timestamp(), 3),
+            "exp": int(expires.timestamp()),  # whole seconds: lifetimes are minutes
         }
         if family_id is not None:
             claims["fam"] = str(family_id)

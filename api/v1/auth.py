@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
 
+from api.audit import AuditAction, audit, audit_by
 from api.deps import ResourcesDep, SessionDep, UserDep
 from api.errors import ProblemError
-from api.schemas.auth import LoginIn, MeOut, RefreshIn, TokenPair
-from api.security.passwords import verify_password
+from api.schemas.auth import LoginIn, MeOut, PasswordChangeIn, RefreshIn, TokenPair
+from api.security.passwords import hash_password, verify_password
 from api.security.rate_limit import client_ip, enforce
 from api.security.tokens import TokenError, TokenService, TokenType
 from db.models import Organization, RefreshToken, User
@@ -67,9 +68,30 @@ async def login(body: LoginIn, request: Request, resources: ResourcesDep, sessio
     user = await find_login(session, body.email)
     ok = verify_password(user.password_hash if user else None, body.password)
     if user is None or not ok or not user.active:
-        log.info("login failed", extra={"reason": "bad_credentials" if ok or user is None else "inactive"})
+        reason = "unknown_email" if user is None else ("bad_password" if not ok else "inactive")
+        log.info("login failed", extra={"reason": reason})
+        audit(
+            session,
+            request,
+            AuditAction.LOGIN_FAILED,
+            organization_id=user.organization_id if user else None,
+            target_type="user",
+            target_id=user.id if user else None,
+            reason=reason,
+        )
+        await session.commit()
         raise ProblemError(401, "invalid_credentials", "the e-mail or password is wrong")
     pair = await _issue_pair(resources.tokens, RefreshTokenRepository(session), user, uuid7())
+    audit(
+        session,
+        request,
+        AuditAction.LOGIN,
+        organization_id=user.organization_id,
+        actor_user_id=user.id,
+        actor=f"{user.role}:{user.id}",
+        target_type="user",
+        target_id=user.id,
+    )
     await session.commit()
     log.info("login", extra={"user_id": str(user.id), "organization_id": str(user.organization_id)})
     return pair
@@ -98,6 +120,16 @@ async def refresh(
         if stored is not None and stored.used_at is not None and stored.revoked_at is None:
             # A rotated token came back: someone holds a copy. Revoke the whole family (RFC 9700 4.14.2).
             await repo.revoke_family(stored.family_id, now)
+            owner = await session.get(User, stored.user_id)
+            audit(
+                session,
+                request,
+                AuditAction.REFRESH_REUSED,
+                organization_id=owner.organization_id if owner else None,
+                target_type="user",
+                target_id=stored.user_id,
+                family_id=str(stored.family_id),
+            )
             await session.commit()
             log.warning(
                 "refresh token reuse detected; family revoked",
@@ -119,7 +151,7 @@ async def refresh(
 
 
 @router.post("/logout", status_code=204)
-async def logout(body: RefreshIn, resources: ResourcesDep, session: SessionDep) -> Response:
+async def logout(body: RefreshIn, request: Request, resources: ResourcesDep, session: SessionDep) -> Response:
     """Revoke the refresh token's whole family (this device's session). Idempotent."""
     try:
         claims = resources.tokens.verify(body.refresh_token, TokenType.REFRESH)
@@ -129,7 +161,37 @@ async def logout(body: RefreshIn, resources: ResourcesDep, session: SessionDep) 
     stored = await repo.get(claims.jti)
     if stored is not None:
         await repo.revoke_family(stored.family_id, datetime.now(UTC))
+        audit(
+            session,
+            request,
+            AuditAction.LOGOUT,
+            organization_id=claims.organization_id,
+            actor_user_id=claims.user_id,
+            actor=f"{claims.role.value}:{claims.user_id}",
+            target_type="user",
+            target_id=claims.user_id,
+        )
         await session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/password", status_code=204)
+async def change_password(
+    body: PasswordChangeIn, request: Request, user: UserDep, resources: ResourcesDep, session: SessionDep
+) -> Response:
+    """Change your own password. Every token issued before now stops working: access tokens at
+    once (they predate the change), refresh tokens because their families are revoked."""
+    row = await session.get(User, user.id)
+    assert row is not None  # authenticated a moment ago
+    if not verify_password(row.password_hash, body.current_password):
+        raise ProblemError(403, "invalid_credentials", "the current password is wrong")
+    now = datetime.now(UTC)
+    row.password_hash = hash_password(body.new_password)
+    row.password_changed_at = now  # tokens carry iat to the millisecond: those issued before are void
+    await RefreshTokenRepository(session).revoke_user(user.id, now)
+    audit_by(session, request, user, AuditAction.PASSWORD_CHANGED, target_type="user", target_id=user.id)
+    await session.commit()
+    resources.users.drop(user.id)
     return Response(status_code=204)
 
 

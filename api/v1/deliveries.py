@@ -7,10 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, UploadFile
 from pydantic import ValidationError
 from sqlalchemy import or_, select
 
+from api.audit import AuditAction, audit_by
 from api.delivery_service import (
     actor_for,
     create_delivery,
@@ -318,7 +319,12 @@ _driver_action("arrive", DeliveryWorkflow.arrive, "Driver has arrived at the dro
 
 @router.post("/{delivery_id}/deliver", response_model=DeliveryOut)
 async def deliver(
-    delivery_id: uuid.UUID, body: DeliverIn, user: DriverOrStaff, session: SessionDep, client: TemporalDep
+    delivery_id: uuid.UUID,
+    body: DeliverIn,
+    request: Request,
+    user: DriverOrStaff,
+    session: SessionDep,
+    client: TemporalDep,
 ) -> DeliveryOut:
     row, actor = await _own_row(user, session, delivery_id)
     if body.override_distance and user.role is Role.DRIVER:
@@ -343,7 +349,21 @@ async def deliver(
         body.photo_sha256,
         body.override_distance,
     )
-    return delivery_out(await run_update(client, row, DeliveryWorkflow.deliver, req))
+    state = await run_update(client, row, DeliveryWorkflow.deliver, req)
+    if state.proof is not None and state.proof.overridden_by:
+        # Completed on the driver's behalf, or with proof taken too far away: an override to account for.
+        audit_by(
+            session,
+            request,
+            user,
+            AuditAction.DELIVERY_OVERRIDE,
+            target_type="delivery",
+            target_id=row.id,
+            distance_m=state.proof.distance_m,
+            recipient_name=body.recipient_name,
+        )
+        await session.commit()
+    return delivery_out(state)
 
 
 @router.post("/{delivery_id}/fail", response_model=DeliveryOut)

@@ -62,6 +62,14 @@ class RefreshTokenRepository:
         result = await self.session.execute(stmt)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    async def revoke_user(self, user_id: uuid.UUID, now: datetime) -> None:
+        """Every session of the user ends (password change, deactivation)."""
+        await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+
     async def revoke_family(self, family_id: uuid.UUID, now: datetime) -> None:
         stmt = (
             update(RefreshToken)

@@ -73,3 +73,26 @@ def login(http: httpx.AsyncClient) -> LoginFn:
         return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
     return _login
+
+
+class Fleet:
+    """A tenant with a vehicle and its driver, and the headers to act as each role."""
+
+    def __init__(self, tenant: Tenant, dispatcher: dict[str, str], driver: dict[str, str]) -> None:
+        self.tenant, self.dispatcher, self.driver = tenant, dispatcher, driver
+        self.vehicle_id = ""
+        self.driver_id = ""
+
+
+@pytest.fixture
+async def fleet(http: httpx.AsyncClient, tenant: Tenant, login: LoginFn) -> Fleet:
+    f = Fleet(tenant, await login(tenant, Role.DISPATCHER), await login(tenant, Role.DRIVER))
+    v = await http.post("/api/v1/vehicles", headers=f.dispatcher, json={"name": "Van 1"})
+    f.vehicle_id = v.json()["id"]
+    d = await http.post(
+        "/api/v1/drivers",
+        headers=f.dispatcher,
+        json={"name": "Dario", "user_id": str(tenant.user_ids[Role.DRIVER]), "vehicle_id": f.vehicle_id},
+    )
+    f.driver_id = d.json()["id"]
+    return f

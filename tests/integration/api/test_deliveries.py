@@ -8,12 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 
-from domain.roles import Role
-from tests.integration.api.conftest import LoginFn
+from tests.integration.api.conftest import Fleet, LoginFn
 from tests.integration.api.test_auth import assert_problem
-from tests.support import Tenant
 
 DROP = {"lat": 52.52, "lon": 13.405}
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -32,29 +29,6 @@ def body(**over: Any) -> dict[str, Any]:
     }
     base.update(over)
     return base
-
-
-class Fleet:
-    """A tenant with a vehicle and its driver, and the headers to act as each role."""
-
-    def __init__(self, tenant: Tenant, dispatcher: dict[str, str], driver: dict[str, str]) -> None:
-        self.tenant, self.dispatcher, self.driver = tenant, dispatcher, driver
-        self.vehicle_id = ""
-        self.driver_id = ""
-
-
-@pytest.fixture
-async def fleet(http: httpx.AsyncClient, tenant: Tenant, login: LoginFn) -> Fleet:
-    f = Fleet(tenant, await login(tenant, Role.DISPATCHER), await login(tenant, Role.DRIVER))
-    v = await http.post("/api/v1/vehicles", headers=f.dispatcher, json={"name": "Van 1"})
-    f.vehicle_id = v.json()["id"]
-    d = await http.post(
-        "/api/v1/drivers",
-        headers=f.dispatcher,
-        json={"name": "Dario", "user_id": str(tenant.user_ids[Role.DRIVER]), "vehicle_id": f.vehicle_id},
-    )
-    f.driver_id = d.json()["id"]
-    return f
 
 
 async def act(

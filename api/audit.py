@@ -1,0 +1,76 @@
+"""Writing audit events from request handlers: who did what to what, from where.
+
+Events are added to the request's session, so they commit (or roll back) with the change they
+describe; events for refused actions (a failed login, a reused refresh token) are committed on
+their own by the caller before it answers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.security.rate_limit import client_ip
+from db.models import AuditEvent
+from waybill.log_context import current
+
+if TYPE_CHECKING:
+    from api.deps import CurrentUser
+
+
+class AuditAction:
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"
+    LOGOUT = "logout"
+    REFRESH_REUSED = "refresh_token_reused"
+    PASSWORD_CHANGED = "password_changed"
+    USER_CREATED = "user_created"
+    ROLE_CHANGED = "role_changed"
+    USER_DEACTIVATED = "user_deactivated"
+    USER_REACTIVATED = "user_reactivated"
+    DELIVERY_OVERRIDE = "delivery_override"
+
+
+def audit(
+    session: AsyncSession,
+    request: Request | None,
+    action: str,
+    *,
+    organization_id: uuid.UUID | None,
+    actor_user_id: uuid.UUID | None = None,
+    actor: str = "anonymous",
+    target_type: str | None = None,
+    target_id: object | None = None,
+    **details: Any,
+) -> AuditEvent:
+    event = AuditEvent(
+        organization_id=organization_id,
+        action=action,
+        actor_user_id=actor_user_id,
+        actor=actor,
+        target_type=target_type,
+        target_id=str(target_id) if target_id is not None else None,
+        ip=client_ip(request.scope) if request is not None else None,
+        request_id=current().get("request_id"),
+        details={k: v for k, v in details.items() if v is not None},
+    )
+    session.add(event)
+    return event
+
+
+def audit_by(
+    session: AsyncSession, request: Request | None, user: CurrentUser, action: str, **kwargs: Any
+) -> AuditEvent:
+    """An event an authenticated user caused, in their organization."""
+    return audit(
+        session,
+        request,
+        action,
+        organization_id=user.organization_id,
+        actor_user_id=user.id,
+        actor=f"{user.role.value}:{user.id}",
+        **kwargs,
+    )
