@@ -1,7 +1,7 @@
 """Which workflows and activities run on which task queue.
 
-`default` carries workflows and I/O activities; `routing` carries the CPU-heavy optimizer (its
-activities arrive with route optimization). A queue with nothing registered is not started.
+`default` carries workflows and I/O activities; `routing` carries the CPU-heavy optimizer, which
+solves in a process pool so it never stalls the worker's event loop.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from temporalio.worker import Interceptor, Worker
 from activities.deliveries import DeliveryActivities
 from activities.notifications.activities import NotificationActivities
 from activities.route_planning import RoutePlanningActivities
+from activities.routing.activities import RoutingActivities
 from activities.system_check import SystemCheckActivities
 from waybill.resources import Resources
 from workflows.delivery import DeliveryWorkflow
@@ -40,7 +41,7 @@ class QueuePlan:
         return not self.workflows and not self.activities
 
 
-def plan_queues(resources: Resources) -> dict[str, QueuePlan]:
+def plan_queues(resources: Resources, queues: Sequence[str] = QUEUE_NAMES) -> dict[str, QueuePlan]:
     s = resources.settings
     system = SystemCheckActivities(resources)
     deliveries = DeliveryActivities(resources)
@@ -76,7 +77,14 @@ def plan_queues(resources: Resources) -> dict[str, QueuePlan]:
                 planning.project_route,
             ],
         ),
-        "routing": QueuePlan(task_queue=s.temporal_routing_task_queue),
+        # The optimizer's process pool starts its processes on the first solve, and only where the
+        # routing queue is polled; they end with the worker process.
+        "routing": QueuePlan(
+            task_queue=s.temporal_routing_task_queue,
+            activities=[RoutingActivities.from_resources(resources).optimize_routes]
+            if "routing" in queues
+            else [],
+        ),
     }
 
 
@@ -86,7 +94,7 @@ def build_workers(
     queues: Sequence[str] = QUEUE_NAMES,
     interceptors: Sequence[Interceptor] = (),
 ) -> list[Worker]:
-    plans = plan_queues(resources)
+    plans = plan_queues(resources, queues)
     workers = []
     for name in queues:
         plan = plans[name]

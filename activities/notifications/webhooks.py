@@ -82,6 +82,10 @@ async def _record(
 ) -> AttemptOutcome:
     now = datetime.now(UTC)
     async with sessionmaker() as session, session.begin():
+        wd = await session.get(WebhookDelivery, ident)
+        sub = await session.get(WebhookSubscription, wd.subscription_id) if wd else None
+        if wd is None or sub is None:
+            return AttemptOutcome("skipped", "the subscription was deleted")
         session.add(
             WebhookAttempt(
                 webhook_delivery_id=ident,
@@ -92,12 +96,8 @@ async def _record(
                 succeeded=ok,
             )
         )
-        wd = await session.get(WebhookDelivery, ident)
-        assert wd is not None
         wd.attempts += 1
         wd.last_response_code = code
-        sub = await session.get(WebhookSubscription, wd.subscription_id)
-        assert sub is not None
         if ok:
             wd.status, wd.delivered_at = "succeeded", now
             sub.failing_since = None
