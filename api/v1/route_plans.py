@@ -11,6 +11,7 @@ from sqlalchemy import Table, select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.codec import from_jsonable, to_jsonable
 from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
@@ -134,7 +135,7 @@ async def apply_route_plan(
     plan_id: uuid.UUID, user: Writer, session: SessionDep, client: TemporalDep
 ) -> RoutePlanOut:
     """Apply a plan created with `auto_apply=false`: answers once every delivery is assigned."""
-    await _row_state(session, user.organization_id, plan_id)
+    stored = await _row_state(session, user.organization_id, plan_id)
     handle = client.get_workflow_handle_for(RoutePlanWorkflow.run, plan_workflow_id(str(plan_id)))
     try:
         state = await handle.execute_update(
@@ -144,6 +145,12 @@ async def apply_route_plan(
         cause = exc.cause
         if isinstance(cause, ApplicationError) and cause.type == "PlanNotApplicable":
             raise ProblemError(409, "plan_not_applicable", cause.message) from None
+        raise
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:  # the workflow has finished: applied, discarded or failed
+            raise ProblemError(
+                409, "plan_not_applicable", f"the plan is {stored.status.value}; it can no longer be applied"
+            ) from None
         raise
     return plan_out(state)
 

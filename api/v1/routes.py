@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.codec import from_jsonable
 from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
@@ -115,6 +116,10 @@ async def resequence_route(
         if isinstance(cause, ApplicationError) and cause.type in ("InvalidSequence", "RouteCompleted"):
             code = "invalid_sequence" if cause.type == "InvalidSequence" else "route_completed"
             raise ProblemError(409 if code == "route_completed" else 422, code, cause.message) from None
+        raise
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:  # the route's workflow has finished
+            raise ProblemError(409, "route_completed", "the route is completed") from None
         raise
     return route_out(new)
 

@@ -156,16 +156,22 @@ async def test_plan_apply_follow_and_auto_dispatch(site: Site) -> None:
     # The driver works the first stop, then starts the second: the route moves forward.
     mine = await poll(lambda: _current(site), lambda r: r is not None)
     assert mine["vehicle_id"] == site.driver_vehicle
-    first, second = (s["delivery_id"] for s in mine["stops"][:2])
+    # The driver delivers the first stop, reaches the second, and has the third's goods on board.
+    first, second, third = (s["delivery_id"] for s in mine["stops"][:3])
     await _complete(site, first, mine["stops"][0]["location"])
-    for action in ("accept", "pick-up"):
-        r = await http.post(f"/api/v1/deliveries/{second}/{action}", headers=site.driver, json={})
-        assert r.status_code == 200, r.text
     moved = await poll(
         lambda: site.get(f"/api/v1/routes/{mine['id']}"),
         lambda r: r["stops"][0]["status"] == "done" and r["status"] == "in_progress",
     )
     assert moved["next_stop"] == f"{second}:delivery"
+    for action in ("accept", "pick-up", "depart", "arrive"):
+        r = await http.post(f"/api/v1/deliveries/{second}/{action}", headers=site.driver, json={})
+        assert r.status_code == 200, r.text
+    r = await http.post(f"/api/v1/deliveries/{third}/pick-up", headers=site.driver, json={})
+    assert r.status_code == 200, r.text
+    await poll(
+        lambda: site.get(f"/api/v1/routes/{mine['id']}"), lambda r: r["stops"][1]["status"] == "arrived"
+    )
 
     # Auto-dispatch: a new delivery is assigned without moving stops already started.
     r = await http.put(
@@ -181,11 +187,18 @@ async def test_plan_apply_follow_and_auto_dispatch(site: Site) -> None:
     )
     assert added["vehicle_id"] in site.vehicle_ids
     after = await site.get(f"/api/v1/routes/{mine['id']}", consistent="true")
-    assert [s["delivery_id"] for s in after["stops"][:2]] == [first, second]
-    assert after["stops"][0]["status"] == "done"
-    still = await site.get(f"/api/v1/deliveries/{second}")
-    assert (still["status"], still["vehicle_id"]) == ("picked_up", site.driver_vehicle)
-    state = await site.get(f"/api/v1/depots/{site.depot_id}/dispatch")
+    # Started stops keep their place; goods on board stay on their vehicle.
+    assert [(s["delivery_id"], s["status"]) for s in after["stops"][:2]] == [
+        (first, "done"),
+        (second, "arrived"),
+    ]
+    assert third in [s["delivery_id"] for s in after["stops"]]
+    for did, status in ((second, "arrived"), (third, "picked_up")):
+        still = await site.get(f"/api/v1/deliveries/{did}")
+        assert (still["status"], still["vehicle_id"]) == (status, site.driver_vehicle)
+    state = await poll(
+        lambda: site.get(f"/api/v1/depots/{site.depot_id}/dispatch"), lambda d: d["batches"] >= 1
+    )
     assert state["batches"] >= 1, state
     assert state["last_status"] == "applied", state
     r = await http.delete(f"/api/v1/depots/{site.depot_id}/dispatch", headers=site.dispatcher)
