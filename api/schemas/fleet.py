@@ -8,7 +8,15 @@ from datetime import datetime, time
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from api.schemas.common import Coordinates, Email, Input, Name, Phone, Skills
 
@@ -118,9 +126,17 @@ class CapacityOut(BaseModel):
     units: int | None
 
 
+# A wall-clock time in the depot's zone, without an offset: RFC 3339 "partial-time", not "time"
+# (which requires an offset), so clients and validators read it as what it is.
+LocalTime = Annotated[
+    time,
+    WithJsonSchema({"type": "string", "format": "partial-time", "pattern": r"^\d{2}:\d{2}:\d{2}(\.\d+)?$"}),
+]
+
+
 class ShiftOut(BaseModel):
-    start: time
-    end: time
+    start: LocalTime
+    end: LocalTime
 
 
 class VehicleOut(Output):
