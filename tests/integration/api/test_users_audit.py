@@ -3,6 +3,7 @@ records logins, failures, token reuse, role changes and overrides — scoped to 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -140,3 +141,20 @@ async def test_token_reuse_and_overrides_are_audited_and_only_admins_of_the_org_
     # Another organization's admin sees none of it.
     other_admin = await login(await make_tenant(sessionmaker), Role.ADMIN)
     assert "delivery_override" not in await audit_actions(http, other_admin)
+
+
+async def test_concurrent_refreshes_with_one_token(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    """Two refreshes racing with the same token: one wins, the other is reuse, and the family dies
+    (the winner's new token too), whatever the interleaving."""
+    email = tenant.emails[Role.VIEWER]
+    pair = (await http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})).json()
+    results = await asyncio.gather(
+        *(http.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}) for _ in range(2))
+    )
+    codes = sorted(r.status_code for r in results)
+    assert codes == [200, 401]
+    winner = next(r for r in results if r.status_code == 200).json()
+    loser = next(r for r in results if r.status_code == 401).json()
+    assert loser["code"] in ("refresh_token_reused", "token_revoked")
+    after = await http.post("/api/v1/auth/refresh", json={"refresh_token": winner["refresh_token"]})
+    assert after.status_code == 401
