@@ -5,7 +5,7 @@ only move forward, and applying skips deliveries already where the plan puts the
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -45,7 +45,11 @@ class RoutePlanningActivities:
             if depot is None or depot.organization_id != org:
                 raise ApplicationError("the depot does not exist", type="InvalidProblem", non_retryable=True)
             now = datetime.now(UTC)
-            service_date = req.service_date or now.astimezone(ZoneInfo(depot.timezone or "UTC")).date()
+            service_date = (
+                date.fromisoformat(req.service_date)
+                if req.service_date
+                else now.astimezone(ZoneInfo(depot.timezone or "UTC")).date()
+            )
             b = ProblemBuilder(depot, service_date, now)
 
             q = select(Vehicle).where(Vehicle.organization_id == org, Vehicle.active.is_(True))
@@ -137,7 +141,7 @@ class RoutePlanningActivities:
                     id=plan_id,
                     organization_id=uuid.UUID(req.organization_id),
                     depot_id=uuid.UUID(req.depot_id),
-                    service_date=req.service_date,
+                    service_date=date.fromisoformat(req.service_date) if req.service_date else None,
                     requested_by=req.requested_by,
                     request=to_jsonable(req),
                     created_at=values["updated_at"],

@@ -5,10 +5,8 @@ in the database into a RoutingProblem (`LoadedProblem`), the routing activity so
 apply activity assigns deliveries through their workflows and hands each vehicle its stops.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from enum import StrEnum
 
 from domain.routing import RoutePlan, RoutingProblem
@@ -28,7 +26,7 @@ class PlanRequest:
     organization_id: str
     plan_id: str
     depot_id: str
-    service_date: date | None  # None: today, in the depot's time zone
+    service_date: str | None  # ISO date ("2026-11-28"); None: today, in the depot's time zone
     requested_by: str
     delivery_ids: list[str] | None = None  # None: every open delivery of the depot for the date
     vehicle_ids: list[str] | None = None  # None: every active vehicle based at the depot

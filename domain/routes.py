@@ -6,8 +6,6 @@ between consecutive stops are carried per stop (`travel_s`, from the previous st
 so ETAs never need the travel matrix inside the workflow.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -52,23 +50,6 @@ class RouteStop:
 
 
 @dataclass(frozen=True)
-class RouteInput:
-    route_id: str
-    organization_id: str
-    vehicle_id: str
-    shift: str  # the service date, e.g. "2026-11-28"
-    driver_id: str | None
-    depot_id: str | None
-    start_at: datetime  # when the route leaves its start
-    plan_id: str
-    stops: list[RouteStop]
-    end_travel_s: int = 0  # from the last stop back to the end location
-    start_lat: float | None = None  # where the route starts (the depot)
-    start_lon: float | None = None
-    resume: RouteState | None = None  # set by continue-as-new
-
-
-@dataclass(frozen=True)
 class RouteState:
     route_id: str
     organization_id: str
@@ -96,6 +77,23 @@ class RouteState:
     @property
     def next_stop(self) -> RouteStop | None:
         return next((s for s in self.stops if s.status not in FINISHED), None)
+
+
+@dataclass(frozen=True)
+class RouteInput:
+    route_id: str
+    organization_id: str
+    vehicle_id: str
+    shift: str  # the service date, e.g. "2026-11-28"
+    driver_id: str | None
+    depot_id: str | None
+    start_at: datetime  # when the route leaves its start
+    plan_id: str
+    stops: list[RouteStop]
+    end_travel_s: int = 0  # from the last stop back to the end location
+    start_lat: float | None = None  # where the route starts (the depot)
+    start_lon: float | None = None
+    resume: RouteState | None = None  # set by continue-as-new
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,6 @@ Places are indices into `RoutingProblem.locations`; the travel matrix for those 
 computed and cached by an activity and never enters workflow history.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum

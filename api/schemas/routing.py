@@ -115,7 +115,7 @@ def plan_out(st: PlanState) -> RoutePlanOut:
     return RoutePlanOut(
         id=uuid.UUID(st.plan_id),
         depot_id=uuid.UUID(req.depot_id),
-        date=date.fromisoformat(st.shift) if st.shift else req.service_date,
+        date=date.fromisoformat(day) if (day := st.shift or req.service_date) else None,
         status=st.status,
         requested_by=req.requested_by,
         auto_apply=req.auto_apply,

@@ -55,7 +55,7 @@ async def create_route_plan(
         organization_id=str(user.organization_id),
         plan_id=str(plan_id),
         depot_id=str(body.depot_id),
-        service_date=body.date,
+        service_date=body.date.isoformat() if body.date else None,
         requested_by=f"{user.role.value}:{user.id}",
         delivery_ids=[str(d) for d in body.delivery_ids] if body.delivery_ids is not None else None,
         vehicle_ids=[str(v) for v in body.vehicle_ids] if body.vehicle_ids is not None else None,

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from db.migrate import upgrade
+from db.models import Depot, Vehicle
 from domain.delivery import (
     ArrivalSignal,
     AssignRequest,
@@ -34,6 +36,7 @@ from domain.delivery import (
     TimeWindow,
 )
 from domain.health import SystemCheckInput
+from domain.route_plans import ApplyPlanRequest, DispatchInput, PlanRequest, dispatch_workflow_id
 from domain.routes import ResequenceRequest, RouteInput, RouteStop
 from domain.search_attributes import KEYWORD_ATTRIBUTES
 from tests.integration.workflows.delivery_support import DISPATCHER, DROP, driver, make_input
@@ -42,8 +45,11 @@ from waybill.resources import Resources
 from waybill.temporal_dev import temporal_binary
 from workers.client import TemporalConnector
 from workers.compose import build_workers
+from workers.converter import DATA_CONVERTER
 from workflows.delivery import DeliveryWorkflow
+from workflows.dispatch import DispatchWorkflow
 from workflows.route import RouteWorkflow
+from workflows.route_plan import RoutePlanWorkflow, plan_workflow_id
 from workflows.system_check import SystemCheckWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -132,11 +138,72 @@ async def record_route(client: Client, org: str, task_queue: str) -> dict[str, s
     }
 
 
+async def record_planning(client: Client, resources: Resources, org: str) -> dict[str, str]:
+    """A plan applied by hand, then auto-dispatch placing one new delivery until it is stopped."""
+    task_queue = resources.settings.temporal_task_queue
+    async with resources.sessionmaker() as session:
+        depot = Depot(organization_id=uuid.UUID(org), name="Record", lat=DROP.lat, lon=DROP.lon)
+        session.add(depot)
+        await session.flush()
+        for i in range(2):
+            session.add(Vehicle(organization_id=uuid.UUID(org), name=f"R{i}", home_depot_id=depot.id))
+        await session.commit()
+        depot_id = str(depot.id)
+
+    async def delivery() -> str:
+        params = make_input(org)
+        params = replace(params, spec=replace(params.spec, depot_id=depot_id))
+        await client.start_workflow(
+            DeliveryWorkflow.run, params, id=f"delivery-{params.delivery_id}", task_queue=task_queue
+        )
+        return params.delivery_id
+
+    for _ in range(3):
+        await delivery()
+    await asyncio.sleep(2)  # the projections are written
+    plan_id = str(uuid.uuid4())
+    request = PlanRequest(
+        organization_id=org,
+        plan_id=plan_id,
+        depot_id=depot_id,
+        service_date=None,
+        requested_by="recorder",
+        time_limit_s=1,
+        auto_apply=False,
+        routing_task_queue=resources.settings.temporal_routing_task_queue,
+    )
+    plan = await client.start_workflow(
+        RoutePlanWorkflow.run, request, id=plan_workflow_id(plan_id), task_queue=task_queue
+    )
+    while (await plan.query(RoutePlanWorkflow.state)).status.value == "optimizing":
+        await asyncio.sleep(0.2)
+    await plan.execute_update(RoutePlanWorkflow.apply, ApplyPlanRequest("recorder"))
+    await plan.result()
+    dispatch = await client.start_workflow(
+        DispatchWorkflow.run,
+        DispatchInput(
+            org, depot_id, debounce_s=0.5, time_limit_s=1, routing_task_queue=request.routing_task_queue
+        ),
+        id=dispatch_workflow_id(depot_id),
+        task_queue=task_queue,
+    )
+    await delivery()
+    while (await dispatch.query(DispatchWorkflow.state)).batches < 1:
+        await asyncio.sleep(0.2)
+    await dispatch.signal(DispatchWorkflow.stop)
+    await dispatch.result()
+    return {
+        "route_plan_applied_by_hand": (await plan.fetch_history()).to_json(),
+        "dispatch_one_batch": (await dispatch.fetch_history()).to_json(),
+    }
+
+
 async def record_all(client: Client, resources: Resources) -> dict[str, str]:
     out: dict[str, str] = {}
     org = str((await make_tenant(resources.sessionmaker)).organization_id)
     task_queue = resources.settings.temporal_task_queue
-    async with build_workers(client, resources, ["default"])[0]:
+    workers = build_workers(client, resources, ["default", "routing"])
+    async with workers[0], workers[1]:
         check = await client.start_workflow(
             SystemCheckWorkflow.run,
             SystemCheckInput(requested_by="recorder"),
@@ -146,6 +213,7 @@ async def record_all(client: Client, resources: Resources) -> dict[str, str]:
         await check.result()
         out["system_check"] = (await check.fetch_history()).to_json()
         out.update(await record_route(client, org, task_queue))
+        out.update(await record_planning(client, resources, org))
         for name, (scenario, attempts) in SCENARIOS.items():
             params = make_input(org, max_attempts=attempts)
             handle = await client.start_workflow(
@@ -164,6 +232,7 @@ async def main() -> int:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(temporal_binary()),
             search_attributes=[SearchAttributeKey.for_keyword(n) for n in KEYWORD_ATTRIBUTES],
+            data_converter=DATA_CONVERTER,  # what every Waybill client and worker uses
         )
         async with env:
             settings = test_settings(database_url=url, data_dir=Path(tmp))

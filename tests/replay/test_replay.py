@@ -11,11 +11,13 @@ from temporalio.worker import Replayer
 
 from workers.converter import DATA_CONVERTER
 from workflows.delivery import DeliveryWorkflow
+from workflows.dispatch import DispatchWorkflow
 from workflows.route import RouteWorkflow
+from workflows.route_plan import RoutePlanWorkflow
 from workflows.system_check import SystemCheckWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
-WORKFLOWS = [SystemCheckWorkflow, DeliveryWorkflow, RouteWorkflow]
+WORKFLOWS = [SystemCheckWorkflow, DeliveryWorkflow, RouteWorkflow, RoutePlanWorkflow, DispatchWorkflow]
 
 
 def test_histories_are_present() -> None:

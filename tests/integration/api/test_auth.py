@@ -37,7 +37,7 @@ async def test_login_then_me(http: httpx.AsyncClient, tenant: Tenant) -> None:
     )
     assert r.status_code == 200
     pair = r.json()
-    assert (pair["token_type"], pair["expires_in"]) == ("Bearer", 60)
+    assert (pair["token_type"], pair["expires_in"]) == ("Bearer", 600)
     me = await http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {pair['access_token']}"})
     assert me.status_code == 200
     body = me.json()

@@ -12,6 +12,7 @@ import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -44,6 +45,7 @@ class Site:
     def __init__(self, http: httpx.AsyncClient, dispatcher: dict[str, str], driver: dict[str, str]) -> None:
         self.http, self.dispatcher, self.driver = http, dispatcher, driver
         self.depot_id = ""
+        self.today = ""
         self.vehicle_ids: list[str] = []
         self.driver_vehicle = ""
         self.rng = random.Random(7)
@@ -87,6 +89,7 @@ async def site(http: httpx.AsyncClient, tenant: Tenant, login: LoginFn) -> Site:
     )
     assert r.status_code == 201, r.text
     s.depot_id = r.json()["id"]
+    s.today = datetime.now(ZoneInfo(r.json()["timezone"])).date().isoformat()
     for i in range(4):
         v = await http.post(
             "/api/v1/vehicles",
@@ -212,7 +215,7 @@ async def test_infeasible_delivery_is_unassigned_with_its_reason(site: Site) -> 
     r = await site.http.post(
         "/api/v1/route-plans",
         headers=site.dispatcher,
-        json={"depot_id": site.depot_id, "time_limit_seconds": 1, "auto_apply": False},
+        json={"depot_id": site.depot_id, "time_limit_seconds": 1, "auto_apply": False, "date": site.today},
     )
     plan_id = r.json()["id"]
     plan = await poll(
