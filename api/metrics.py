@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.readiness import readiness
 from api.route_template import route_template
+from waybill.process_metrics import add_process_collectors
 
 
 class HttpMetrics:
@@ -64,6 +65,7 @@ class MetricsMiddleware:
 
 def install_metrics(app: FastAPI, registry: CollectorRegistry) -> None:
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
+    add_process_collectors(registry, lambda: getattr(getattr(app.state, "resources", None), "engine", None))
     dependency_up = Gauge(
         "waybill_dependency_up",
         "1 if the dependency answered the readiness check made at scrape time, else 0",

@@ -95,7 +95,7 @@ class WorkerService:
         self.queues = queues
         self.workers: list[Worker] = []
         self.tasks: list[asyncio.Task[None]] = []
-        self.metrics = WorkerMetrics(CollectorRegistry())
+        self.metrics = WorkerMetrics(CollectorRegistry(), lambda: resources.engine)
         self.metrics_server = MetricsServer(resources, self.metrics)
 
     async def start(self) -> None:

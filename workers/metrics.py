@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import (
@@ -24,6 +26,7 @@ from temporalio.worker import (
 )
 
 from db.models import DeliveryRow, RouteRow
+from waybill.process_metrics import add_process_collectors
 from waybill.resources import Resources
 from waybill.settings import Settings
 
@@ -51,8 +54,11 @@ def sdk_metrics_runtime(settings: Settings) -> Runtime | None:
 
 
 class WorkerMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, engine: Callable[[], AsyncEngine | None] = lambda: None
+    ) -> None:
         self.registry = registry
+        add_process_collectors(registry, engine)
         self.activity_seconds = Histogram(
             "waybill_activity_duration_seconds",
             "Activity execution time, by activity type and outcome",

@@ -22,6 +22,8 @@ async def test_health_ready_metrics(http: httpx.AsyncClient) -> None:
     metrics = (await http.get("/metrics")).text
     # Labelled by the full template (prefixes included), never by the raw path with its ids.
     assert 'route="/api/v1/depots/{depot_id}",status="401"' in metrics
+    assert "process_resident_memory_bytes" in metrics
+    assert 'waybill_db_pool_connections{state="checked_out"}' in metrics
     for dependency in ("database", "cache", "temporal"):
         assert f'waybill_dependency_up{{dependency="{dependency}"}} 1.0' in metrics
     assert 'waybill_http_requests_total{method="GET",route="/ready",status="200"}' in metrics

@@ -73,6 +73,7 @@ async def test_worker_serves_activity_business_and_sdk_metrics(
         assert samples[key] >= 1
         assert samples[("waybill_deliveries", (("status", "pending"),))] >= 1
         assert samples[("waybill_deliveries_oldest_pending_seconds", ())] >= 0
+        assert samples[("process_resident_memory_bytes", ())] > 0
         sdk = scrape(sdk_port)
         assert any(name.startswith("temporal_") and value > 0 for (name, _), value in sdk.items()), sorted(
             sdk
