@@ -28,6 +28,7 @@ COMPOSE_ONLY = {
     "WAYBILL_IMAGE",
     "TEMPORAL_NUM_HISTORY_SHARDS",
     "TEMPORAL_RETENTION",
+    "GRAFANA_ADMIN_PASSWORD",
 }
 # Settings that docker-compose.yml deliberately does not pass: the image fixes the data dir, and
 # the bundled dev server never runs there (TEMPORAL_ADDRESS is set).
