@@ -1,0 +1,133 @@
+"""Function- and object-level authorization over every endpoint of /api/v1.
+
+The roles each endpoint allows are read from the endpoint itself (its `require_roles` dependency),
+so a new endpoint is covered the day it is added: every role outside its set gets 403, an
+anonymous caller 401; and another organization's objects answer 404 to everyone, admins included.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.app import create_app
+from domain.roles import Role
+from tests.integration.api.conftest import Fleet, LoginFn
+from tests.integration.api.test_deliveries import body
+from tests.support import Tenant, make_tenant, test_settings
+
+PUBLIC = {("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/refresh"), ("POST", "/api/v1/auth/logout")}
+API_KEY_ONLY = {("POST", "/api/v1/integrations/orders")}  # an organization's API key, never a user token
+
+
+def _walk(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, APIRoute]]:
+    for r in routes:
+        if isinstance(r, APIRoute):
+            yield prefix + r.path, r
+        elif hasattr(r, "original_router"):  # an included router (FastAPI includes lazily)
+            yield from _walk(r.original_router.routes, prefix + r.include_context.prefix)
+
+
+def _allowed(dependant: Any) -> set[Role] | None:
+    """The roles of the endpoint's require_roles dependency; None when it has none."""
+    for cell in getattr(dependant.call, "__closure__", None) or ():
+        value = cell.cell_contents
+        if isinstance(value, frozenset) and all(isinstance(v, Role) for v in value):
+            return set(value)
+    for sub in dependant.dependencies:
+        found = _allowed(sub)
+        if found is not None:
+            return found
+    return None
+
+
+ENDPOINTS = [
+    (method, path, _allowed(route.dependant))
+    for path, route in _walk(create_app(test_settings()).routes)
+    if path.startswith("/api/v1")
+    for method in sorted(route.methods)
+]
+
+
+def _url(path: str) -> str:
+    return re.sub(r"{\w+}", lambda _: str(uuid.uuid4()), path)
+
+
+def test_the_matrix_covers_the_api() -> None:
+    assert len(ENDPOINTS) > 60
+    guarded = [e for e in ENDPOINTS if e[2] is not None]
+    assert len(guarded) > 50
+
+
+async def test_roles_outside_an_endpoints_set_get_403_and_anonymous_callers_401(
+    http: httpx.AsyncClient, tenant: Tenant, login: LoginFn
+) -> None:
+    headers = {role: await login(tenant, role) for role in Role}
+    wrong: list[str] = []
+    for method, path, allowed in ENDPOINTS:
+        url = _url(path)
+        anonymous = await http.request(method, url, json={})
+        if (method, path) not in PUBLIC and anonymous.status_code != 401:
+            wrong.append(f"anonymous {method} {path}: {anonymous.status_code}")
+        for role in Role:
+            r = await http.request(method, url, headers=headers[role], json={})
+            forbidden = allowed is not None and role not in allowed
+            if forbidden and r.status_code != 403:
+                wrong.append(f"{role.value} {method} {path}: {r.status_code}, expected 403")
+            if (method, path) in API_KEY_ONLY:
+                if r.status_code != 401:
+                    wrong.append(
+                        f"{role.value} {method} {path}: {r.status_code}, expected 401 (API keys only)"
+                    )
+            elif not forbidden and r.status_code in (401, 403) and (method, path) not in PUBLIC:
+                wrong.append(f"{role.value} {method} {path}: {r.status_code}, expected to be let in")
+    assert not wrong, "\n".join(wrong)
+
+
+async def test_another_organizations_objects_are_not_found_even_for_its_admin(
+    http: httpx.AsyncClient, fleet: Fleet, login: LoginFn, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    mine, admin = fleet.dispatcher, await login(fleet.tenant, Role.ADMIN)
+    depot = await http.post(
+        "/api/v1/depots", headers=mine, json={"name": "A", "location": {"lat": 1, "lon": 2}}
+    )
+    delivery = await http.post("/api/v1/deliveries", headers=mine, json=body())
+    hook = await http.post(
+        "/api/v1/webhooks", headers=admin, json={"url": "https://example.test/hook", "events": ["delivered"]}
+    )
+    assert (depot.status_code, delivery.status_code, hook.status_code) == (201, 201, 201), hook.text
+    objects = {
+        "depot_id": depot.json()["id"],
+        "vehicle_id": fleet.vehicle_id,
+        "driver_id": fleet.driver_id,
+        "delivery_id": delivery.json()["id"],
+        "user_id": str(fleet.tenant.user_ids[Role.VIEWER]),
+        "webhook_id": hook.json()["id"],
+    }
+    other = await make_tenant(sessionmaker)
+    intruders = {role: await login(other, role) for role in Role}
+    wrong: list[str] = []
+    tried = 0
+    for method, path, allowed in ENDPOINTS:
+        names = re.findall(r"{(\w+)}", path)
+        if not names or any(n not in objects for n in names):
+            continue
+        tried += 1
+        url = path.format_map(objects)
+        # The most powerful role the endpoint lets in: the check must be ownership, not the role.
+        role = Role.ADMIN if allowed is None or Role.ADMIN in allowed else sorted(allowed)[0]
+        r = await http.request(method, url, headers=intruders[role], json={})
+        # 422: the body was refused before any object was looked up, the same for every id.
+        if r.status_code != 404 and not (r.status_code == 422 and method in ("POST", "PUT", "PATCH")):
+            wrong.append(f"{method} {url}: {r.status_code} {r.text[:120]}")
+    assert tried > 25
+    # Still there for their own organization.
+    assert (await http.get(f"/api/v1/deliveries/{objects['delivery_id']}", headers=mine)).status_code == 200
+    assert (await http.get(f"/api/v1/depots/{objects['depot_id']}", headers=mine)).status_code == 200
+    assert not wrong, "\n".join(wrong)
