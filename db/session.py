@@ -52,10 +52,15 @@ def write_gate(session: AsyncSession) -> AbstractAsyncContextManager[Any]:
     SQLite admits one writer at a time, and a writer that finds the file locked sleeps and polls
     in SQLite's busy handler. With many concurrent requests in one process that polling cost most
     of the throughput (and seconds of p99); queued here they take turns as soon as the previous
-    commit is done. Writers in other processes (the worker) still meet the busy timeout.
+    commit is done. Writers in other processes (the worker) still meet the busy timeout. Enter it
+    before the session's first statement: only sessions that hold no connection wait here.
     """
     engine = session.get_bind()
     if not isinstance(engine, Engine) or engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    if session.in_transaction():
+        # It already holds a pooled connection: waiting here could starve the gate's holder of one
+        # (a pool-wide deadlock), so it goes ungated and meets SQLite's busy timeout instead.
         return contextlib.nullcontext()
     gate = _write_gates.get(engine)
     if gate is None:
