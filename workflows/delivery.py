@@ -56,7 +56,9 @@ VEHICLE_KEY = SearchAttributeKey.for_keyword(sa.VEHICLE_ID)
 DRIVER_KEY = SearchAttributeKey.for_keyword(sa.DRIVER_ID)
 REF_KEY = SearchAttributeKey.for_keyword(sa.EXTERNAL_REF)
 
-RECORD_TIMEOUT = timedelta(seconds=30)
+# Recording is a few quick writes; if the worker running one dies, Temporal gives the activity to
+# another worker only after this timeout, so it bounds how long a crash stalls the delivery.
+RECORD_TIMEOUT = timedelta(seconds=10)
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 STAFF_ROLES = ("admin", "dispatcher")
 # Transitions the delivery's route hears of: its stop started, ended or left the route.
