@@ -220,6 +220,7 @@ class DeliveryOptions:
     pod_max_distance_m: float = 200.0
     unassigned_alert_minutes: float = 30.0
     eta_late_grace_minutes: float = 0.0
+    eta_notice_minutes: float = 15.0  # tell the recipient when the ETA moves at least this much
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,7 @@ class DeliveryState:
     route_id: str | None = None  # the RouteWorkflow whose stops include this delivery
     accepted: bool = False
     eta: datetime | None = None
+    eta_notified: datetime | None = None  # the ETA the recipient was last told
     late: bool = False
     late_predicted: bool = False
     proof: ProofOfDelivery | None = None

@@ -12,6 +12,7 @@ EVENT_NAMES: dict[str, str] = {
     "assigned": "assigned",
     "out_for_delivery": "out_for_delivery",
     "late_predicted": "eta_changed",  # the ETA moved past the promise plus the grace threshold
+    "eta_changed": "eta_changed",  # the ETA moved by at least the organization's notice threshold
     "arrived": "arrived",
     "delivered": "delivered",
     "failed": "failed_attempt",

@@ -67,6 +67,7 @@ ROUTE_EVENTS = frozenset(
 )
 DISPATCH_EVENTS = frozenset({"created", "cancelled"})  # what a depot's auto-dispatch hears of
 LINKS_PATCH = "route-and-dispatch-signals"
+ETA_NOTICE_PATCH = "eta-change-notices"
 
 
 def delivery_workflow_id(delivery_id: str) -> str:
@@ -86,6 +87,7 @@ NOTIFY_EVENTS = frozenset(
         "cancelled",
         "late",
         "late_predicted",
+        "eta_changed",
         "unassigned_too_long",
     }
 )
@@ -538,8 +540,28 @@ class DeliveryWorkflow:
                 eta=sig.eta,
                 late_predicted=True,
             )
+        elif self._eta_worth_telling(sig.eta) and workflow.patched(ETA_NOTICE_PATCH):
+            self._event(
+                "eta_changed",
+                f"system:{sig.source}",
+                {
+                    "eta": sig.eta.isoformat(),
+                    "previous": st.eta_notified.isoformat() if st.eta_notified else None,
+                },
+                eta=sig.eta,
+                eta_notified=sig.eta,
+                late_predicted=predicted and st.late_predicted,
+            )
         else:
             self._state = st.with_(eta=sig.eta, late_predicted=predicted and st.late_predicted)
+
+    def _eta_worth_telling(self, eta: datetime) -> bool:
+        """A first ETA once the goods are on their way, then only moves of the notice threshold."""
+        st = self._state
+        if st.status not in (S.ASSIGNED, S.PICKED_UP, S.OUT_FOR_DELIVERY):
+            return False
+        notice = timedelta(minutes=self._input.options.eta_notice_minutes)
+        return st.eta_notified is None or abs(eta - st.eta_notified) >= notice
 
     @workflow.query
     def state(self) -> DeliveryState:

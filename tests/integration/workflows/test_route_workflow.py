@@ -106,13 +106,20 @@ async def test_progress_etas_resequence_and_replan(
         if (await first.query(DeliveryWorkflow.state)).eta is not None:
             break
         await asyncio.sleep(0.1)
-    assert (await first.query(DeliveryWorkflow.state)).eta == st.stops[0].eta
+    told = await first.query(DeliveryWorkflow.state)
+    assert told.eta == st.stops[0].eta
+    assert told.eta_notified == told.eta  # the first ETA of an assigned delivery is worth telling
 
     # Live tracking reports a later ETA for the next stop: it and the stops after it move.
     tracked = etas[0] + timedelta(minutes=30)  # type: ignore[operator]
     await route.signal(RouteWorkflow.report_eta, EtaReport(st.stops[0].key, tracked, datetime.now(UTC)))
     moved = await eventually(route, lambda s: s.stops[0].eta == tracked)
     assert moved.stops[1].eta == tracked + timedelta(seconds=120 + 600)
+    for _ in range(100):  # 30 minutes later than last told: beyond the 15-minute notice threshold
+        if (await first.query(DeliveryWorkflow.state)).eta_notified == tracked:
+            break
+        await asyncio.sleep(0.1)
+    assert (await first.query(DeliveryWorkflow.state)).eta_notified == tracked
 
     # The driver delivers the first stop: the route is under way and its next stop is the second.
     me = driver(DRV)
