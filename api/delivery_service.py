@@ -25,7 +25,6 @@ from api.errors import ProblemError, not_found, temporal_unavailable
 from api.schemas.deliveries import DeliveryCreate, to_spec
 from db.models import DeliveryRow, IdempotencyKey
 from db.repositories.fleet import DriverRepository
-from db.session import write_gate
 from db.upsert import insert_ignoring
 from domain.delivery import (
     Actor,
@@ -117,64 +116,60 @@ async def create_delivery(
     except SpecError as exc:
         raise ProblemError(422, "invalid_delivery", str(exc)) from None
     org = user.organization_id
-    # SQLite: this request's write transaction waits its turn in-process (db.session.write_gate).
-    async with write_gate(session):
-        delivery_id = uuid7()
-        if idempotency_key:
-            delivery_id = await _claim_key(session, org, idempotency_key, request_hash(body), delivery_id)
-        if spec.external_ref and (existing := await _by_ref(session, org, spec.external_ref)) is not None:
-            if existing.id != delivery_id and idempotency_key:
-                await session.rollback()
-                taken = "another delivery already has this external_ref"
-                raise ProblemError(409, "external_ref_taken", taken)
-            await session.commit()
-            return Created(row_state(existing), created=False)
-
-        params = DeliveryInput(
-            delivery_id=str(delivery_id),
-            organization_id=str(org),
-            spec=spec,
-            created_by=f"{user.role.value}:{user.id}",
-            created_at=now,
-            options=options_from(settings),
-        )
-        initial = DeliveryState(
-            delivery_id=str(delivery_id),
-            organization_id=str(org),
-            status=DeliveryStatus.PENDING,
-            spec=spec,
-            created_at=now,
-            updated_at=now,
-            pending_since=now,
-        )
-        # The projection row first (sequence 0), so lists show the delivery at once and the external_ref
-        # unique constraint settles races; the workflow's own projection overwrites it.
-        table = DeliveryRow.__table__
-        assert isinstance(table, Table)
-        values = {**projection_values(initial), "sequence": 0}
-        try:
-            result = await session.execute(
-                insert_ignoring(session.get_bind().dialect.name, table, ["id"])
-                .values(id=delivery_id, organization_id=org, created_at=now, **values)
-                .returning(table.c.id)
-            )
-            inserted = result.first() is not None
-            await session.commit()
-        except IntegrityError:
+    delivery_id = uuid7()
+    if idempotency_key:
+        delivery_id = await _claim_key(session, org, idempotency_key, request_hash(body), delivery_id)
+    if spec.external_ref and (existing := await _by_ref(session, org, spec.external_ref)) is not None:
+        if existing.id != delivery_id and idempotency_key:
             await session.rollback()
-            if spec.external_ref and (existing := await _by_ref(session, org, spec.external_ref)) is not None:
-                # The row is there from the first request's commit even if its workflow is still starting.
-                return Created(row_state(existing), created=False)
-            raise
+            raise ProblemError(409, "external_ref_taken", "another delivery already has this external_ref")
+        await session.commit()
+        return Created(row_state(existing), created=False)
+
+    params = DeliveryInput(
+        delivery_id=str(delivery_id),
+        organization_id=str(org),
+        spec=spec,
+        created_by=f"{user.role.value}:{user.id}",
+        created_at=now,
+        options=options_from(settings),
+    )
+    initial = DeliveryState(
+        delivery_id=str(delivery_id),
+        organization_id=str(org),
+        status=DeliveryStatus.PENDING,
+        spec=spec,
+        created_at=now,
+        updated_at=now,
+        pending_since=now,
+    )
+    # The projection row first (sequence 0), so lists show the delivery at once and the external_ref
+    # unique constraint settles races; the workflow's own projection overwrites it.
+    table = DeliveryRow.__table__
+    assert isinstance(table, Table)
+    values = {**projection_values(initial), "sequence": 0}
+    try:
+        result = await session.execute(
+            insert_ignoring(session.get_bind().dialect.name, table, ["id"])
+            .values(id=delivery_id, organization_id=org, created_at=now, **values)
+            .returning(table.c.id)
+        )
+        inserted = result.first() is not None
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        if spec.external_ref and (existing := await _by_ref(session, org, spec.external_ref)) is not None:
+            # The row is there from the first request's commit even if its workflow is still starting.
+            return Created(row_state(existing), created=False)
+        raise
     try:
         await start_delivery_workflow(client, params, settings.temporal_task_queue)
     except WorkflowAlreadyStartedError:
         pass  # closed already, so it existed: the replay case
     except RPCError:
         if inserted and not idempotency_key:
-            async with write_gate(session):
-                await session.execute(delete(DeliveryRow).where(DeliveryRow.id == delivery_id))
-                await session.commit()
+            await session.execute(delete(DeliveryRow).where(DeliveryRow.id == delivery_id))
+            await session.commit()
         raise temporal_unavailable() from None
     if not inserted:
         row = await session.get(DeliveryRow, delivery_id)
