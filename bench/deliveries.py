@@ -738,9 +738,10 @@ How it runs:
   the `start_workflow` call. Errors are counted and left out of the rate. "CPU ms/delivery" is the
   CPU time of the benchmark process (API server or raw client) per delivery created.
 - Per request the API does more than the raw start: HTTP parsing and JSON/pydantic validation,
-  JWT verification, a user lookup (`SELECT users`), the idempotency claim (`INSERT … ON CONFLICT
-  DO NOTHING` + `SELECT`), the projection row (`INSERT … RETURNING`) and a commit, then the same
-  `start_workflow`, and the response (serialisation, the metrics middleware).
+  JWT verification, the user check (`SELECT users` at most every 5 s per user and process), the
+  idempotency claim (`INSERT … ON CONFLICT DO NOTHING RETURNING`), the projection row (`INSERT …
+  RETURNING`) and a commit, then the same `start_workflow`, and the response (serialisation,
+  metrics and request-id middleware).
 - `--database-url` should name a database made for the run (for example `CREATE DATABASE
   waybill_bench`, dropped afterwards): the benchmark migrates it and adds an organization and
   thousands of deliveries. Without it, a temporary SQLite file is used and deleted.
