@@ -128,13 +128,6 @@ class Settings(BaseSettings):
     rate_limit_user: int = Field(default=1200, ge=0)
     rate_limit_login: int = Field(default=10, ge=0)
     rate_limit_refresh: int = Field(default=60, ge=0)
-    # Rate limits per window (sliding; 0 turns one off): per client IP on every request, per user
-    # once authenticated, per IP and e-mail on login, per IP on refresh (docs/security.md).
-    rate_limit_window_seconds: float = Field(default=60.0, gt=0)
-    rate_limit_ip: int = Field(default=1200, ge=0)
-    rate_limit_user: int = Field(default=1200, ge=0)
-    rate_limit_login: int = Field(default=10, ge=0)
-    rate_limit_refresh: int = Field(default=60, ge=0)
 
     # Notifications (docs/notifications.md): e-mail over SMTP and SMS through an HTTP provider; a
     # channel whose server is unset is off.
