@@ -47,5 +47,17 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Quiet chatty libraries; their warnings still come through.
-    for noisy in ("uvicorn.access", "websockets.server", "alembic", "temporalio.activity"):
+    # aiosqlite and httpcore log every statement's parameters or every header at DEBUG: stored
+    # secrets (webhook signing keys) and bearer tokens would reach the log.
+    for noisy in (
+        "uvicorn.access",
+        "websockets.server",
+        "alembic",
+        "temporalio.activity",
+        "aiosqlite",
+        "httpcore",
+        "httpx",
+        "hpack",
+        "sqlalchemy.engine",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
