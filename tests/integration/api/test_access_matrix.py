@@ -131,3 +131,27 @@ async def test_another_organizations_objects_are_not_found_even_for_its_admin(
     assert (await http.get(f"/api/v1/deliveries/{objects['delivery_id']}", headers=mine)).status_code == 200
     assert (await http.get(f"/api/v1/depots/{objects['depot_id']}", headers=mine)).status_code == 200
     assert not wrong, "\n".join(wrong)
+
+
+async def test_fields_a_client_may_not_set_are_refused_not_ignored(
+    http: httpx.AsyncClient, fleet: Fleet, tenant: Tenant
+) -> None:
+    other_org = str(uuid.uuid4())
+    attempts = [
+        ("POST", "/api/v1/vehicles", {"name": "V", "organization_id": other_org}),
+        ("PATCH", f"/api/v1/vehicles/{fleet.vehicle_id}", {"organization_id": other_org}),
+        ("POST", "/api/v1/deliveries", {**body(), "status": "delivered"}),
+        ("POST", "/api/v1/deliveries", {**body(), "organization_id": other_org}),
+        ("PATCH", f"/api/v1/drivers/{fleet.driver_id}", {"id": str(uuid.uuid4())}),
+        (
+            "POST",
+            "/api/v1/depots",
+            {"name": "D", "location": {"lat": 1, "lon": 2}, "created_at": "2020-01-01T00:00:00Z"},
+        ),
+    ]
+    for method, url, payload in attempts:
+        r = await http.request(method, url, headers=fleet.dispatcher, json=payload)
+        assert r.status_code == 422, f"{method} {url}: {r.status_code}"
+        assert r.json()["code"] == "validation_error"
+    vehicle = (await http.get(f"/api/v1/vehicles/{fleet.vehicle_id}", headers=fleet.dispatcher)).json()
+    assert vehicle["name"] == "Van 1"  # unchanged
