@@ -16,6 +16,7 @@ from api.security.http import SecurityMiddleware
 from api.security.rate_limit import IpRateLimitMiddleware
 from api.tracing import TracingMiddleware
 from api.v1 import (
+    analytics,
     audit,
     auth,
     deliveries,
@@ -100,6 +101,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         integrations,
         users,
         audit,
+        analytics,
     ):
         v1.include_router(module.router)
     app.include_router(v1)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from waybill import __version__, eventloop, tracing
+from waybill.analytics_cli import add_analytics_parser, run_analytics
 from waybill.logging import configure_logging
 from waybill.ports import PortClaim, PortInUse, ensure_ports_free
 from waybill.settings import ConfigError, Settings, load_settings
@@ -33,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run Temporal workers (needs REDIS_URL)")
     worker.add_argument(
         "--queue",
-        choices=["all", "default", "routing"],
+        choices=["all", "default", "routing", "analytics"],
         default="all",
         help="which task queue(s) to poll (default: all)",
     )
@@ -54,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     imp_d.add_argument("file", type=Path, help="CSV with a header row; external_ref is required")
     imp_d.add_argument("--org", required=True, help="slug of the organization the deliveries belong to")
     imp_d.add_argument("--as", dest="as_email", default=None, help="e-mail of the admin/dispatcher to act as")
+    add_analytics_parser(sub)
     sub.add_parser("version", help="print the version")
     return p
 
@@ -69,6 +71,7 @@ def _require_shared_bus(settings: Settings, role: str) -> None:
 async def _run_role(settings: Settings, role: str, queue: str) -> int:
     from waybill.resources import Resources
     from waybill.services import ApiService, Service, SocketService, WorkerService, run_services
+    from workers.compose import QUEUE_NAMES
 
     temporal = None
     if role == "worker":  # only the worker serves the SDK's metrics (one port per host otherwise clashes)
@@ -84,7 +87,7 @@ async def _run_role(settings: Settings, role: str, queue: str) -> int:
         elif role == "sockets":
             service = SocketService(resources, settings.sockets_host, settings.sockets_port)
         else:
-            service = WorkerService(resources, ["default", "routing"] if queue == "all" else [queue])
+            service = WorkerService(resources, list(QUEUE_NAMES) if queue == "all" else [queue])
         return await run_services([service], on_started=lambda: log.info("%s started", role))
     finally:
         await resources.close()
@@ -197,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from waybill.import_cli import run_import
 
             return asyncio.run(run_import(settings, args.file, args.org, args.as_email))
+        if args.command == "analytics":
+            return asyncio.run(run_analytics(settings, args))
         if args.command == "doctor":
             return asyncio.run(_doctor(settings, as_json=args.json))
         if args.command in ("backup", "restore"):
@@ -214,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Commands that hold a Temporal client. Its Rust runtime threads can outlive the event loop and
 # abort CPython's finalization ("PyGILState_Release: thread state ... must be current";
 # temporalio/sdk-python#300), so after a clean shutdown these exit without interpreter teardown.
-_TEMPORAL_COMMANDS = {"dev", "api", "sockets", "worker", "check", "doctor", "import"}
+_TEMPORAL_COMMANDS = {"dev", "api", "sockets", "worker", "check", "doctor", "import", "analytics"}
 
 
 def entry() -> None:

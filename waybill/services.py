@@ -23,6 +23,7 @@ from waybill.resources import Resources
 from workers.compose import build_workers
 from workers.log_context import LogContextInterceptor
 from workers.metrics import MetricsInterceptor, MetricsServer, WorkerMetrics
+from workers.schedules import ensure_analytics_schedules
 from workers.search_attributes import ensure_search_attributes
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,11 @@ class WorkerService:
             await ensure_search_attributes(client, self.resources.settings.temporal_namespace)
         except Exception as exc:  # e.g. no operator permission on a managed cluster: register them there
             log.warning("could not register search attributes: %s (see docs/operations.md)", exc)
+        if self.resources.settings.analytics_schedules and "default" in self.queues:
+            try:
+                await ensure_analytics_schedules(client, self.resources)
+            except Exception as exc:  # the worker still serves; the next start tries again
+                log.warning("could not create the analytics schedules: %s (see docs/analytics.md)", exc)
         interceptors = [LogContextInterceptor(), MetricsInterceptor(self.metrics)]
         self.workers = build_workers(client, self.resources, self.queues, interceptors)
         if not self.workers:

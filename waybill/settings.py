@@ -177,6 +177,12 @@ class Settings(BaseSettings):
     tracking_eta_threshold_seconds: float = Field(default=120.0, ge=0)
     tracking_share_ttl_seconds: int = Field(default=24 * 3600, ge=60)
 
+    # Fleet analytics (docs/analytics.md)
+    temporal_analytics_task_queue: str = "waybill-analytics"
+    analytics_schedules: bool = True  # create each organization's Temporal Schedules on worker start
+    analytics_report_time: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    analytics_default_timezone: str = "UTC"  # for organizations without a depot
+
     @field_validator("cors_origins", "ws_allowed_origins", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:

@@ -1,7 +1,10 @@
 """Which workflows and activities run on which task queue.
 
 `default` carries workflows and I/O activities; `routing` carries the CPU-heavy optimizer, which
-solves in a process pool so it never stalls the worker's event loop.
+solves in a process pool so it never stalls the worker's event loop; `analytics` carries the
+pandas KPI activities: a backfill is a long batch of chunked reads and frame work, kept on its own
+queue so that it never takes the activity slots delivery recording needs and can be scaled apart
+(`waybill worker --queue analytics`). Its frame work runs on a thread (docs/analytics.md).
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
+from activities.analytics.activities import AnalyticsActivities
 from activities.deliveries import DeliveryActivities
 from activities.notifications.activities import NotificationActivities
 from activities.route_planning import RoutePlanningActivities
 from activities.routing.activities import RoutingActivities
 from activities.system_check import SystemCheckActivities
 from waybill.resources import Resources
+from workflows.analytics import AnalyticsBackfillWorkflow, AnalyticsDailyWorkflow, AnalyticsHourlyWorkflow
 from workflows.delivery import DeliveryWorkflow
 from workflows.dispatch import DispatchWorkflow
 from workflows.notifications import NotificationWorkflow, WebhookReplayWorkflow
@@ -27,7 +32,7 @@ from workflows.route import RouteWorkflow
 from workflows.route_plan import RoutePlanWorkflow
 from workflows.system_check import SystemCheckWorkflow
 
-QUEUE_NAMES = ("default", "routing")
+QUEUE_NAMES = ("default", "routing", "analytics")
 
 
 @dataclass
@@ -58,6 +63,9 @@ def plan_queues(resources: Resources, queues: Sequence[str] = QUEUE_NAMES) -> di
                 DispatchWorkflow,
                 NotificationWorkflow,
                 WebhookReplayWorkflow,
+                AnalyticsHourlyWorkflow,
+                AnalyticsDailyWorkflow,
+                AnalyticsBackfillWorkflow,
             ],
             activities=[
                 system.check_stores,
@@ -84,6 +92,10 @@ def plan_queues(resources: Resources, queues: Sequence[str] = QUEUE_NAMES) -> di
             activities=[RoutingActivities.from_resources(resources).optimize_routes]
             if "routing" in queues
             else [],
+        ),
+        "analytics": QueuePlan(
+            task_queue=s.temporal_analytics_task_queue,
+            activities=[AnalyticsActivities(resources).compute_daily_report],
         ),
     }
 

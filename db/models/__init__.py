@@ -1,5 +1,6 @@
 """ORM models; importing this package registers every table on Base.metadata."""
 
+from db.models.analytics import AnalyticsReport
 from db.models.audit import AuditEvent
 from db.models.delivery import DeliveryRow, IdempotencyKey, NotificationOutbox, ProofFile
 from db.models.depot import Depot
@@ -21,6 +22,7 @@ from db.models.user import User
 from db.models.vehicle import Vehicle
 
 __all__ = [
+    "AnalyticsReport",
     "AuditEvent",
     "ApiKey",
     "DeliveryNotificationPrefs",

@@ -1,0 +1,157 @@
+"""Each organization's analytics schedules, created (or brought up to date) when a worker starts.
+
+Ids are stable (`analytics-hourly-{org}`, `analytics-daily-{org}`), so every worker start is
+idempotent: an existing schedule gets the current spec and action but keeps its state, so one
+paused in the Temporal Web UI stays paused. Organizations created later get theirs at the next
+worker start (or from `ensure_org_schedules`). The daily schedule fires at
+WAYBILL_ANALYTICS_REPORT_TIME in the organization's time zone (its first depot's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
+    ScheduleIntervalSpec,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+    WorkflowHandle,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+from db.repositories.analytics import organization_timezone, organizations
+from domain.analytics import (
+    AnalyticsTarget,
+    BackfillInput,
+    BackfillResult,
+    backfill_workflow_id,
+    daily_schedule_id,
+    days_between,
+    hourly_schedule_id,
+)
+from workflows.analytics import AnalyticsBackfillWorkflow, AnalyticsDailyWorkflow, AnalyticsHourlyWorkflow
+
+if TYPE_CHECKING:
+    from waybill.resources import Resources
+    from waybill.settings import Settings
+
+log = logging.getLogger(__name__)
+CONCURRENCY = 8
+
+
+def _zone(name: str, default: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("unknown time zone %r, analytics use %s", name, default)
+        return default
+    return name
+
+
+def schedules_for(settings: Settings, target: AnalyticsTarget) -> dict[str, Schedule]:
+    hour, minute = (int(x) for x in settings.analytics_report_time.split(":"))
+    org = target.organization_id
+    hourly = Schedule(
+        action=ScheduleActionStartWorkflow(
+            AnalyticsHourlyWorkflow.run,
+            target,
+            id=hourly_schedule_id(org),
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(hours=1), offset=timedelta(minutes=5))],
+            jitter=timedelta(minutes=5),  # many organizations: not all at the same second
+        ),
+        policy=SchedulePolicy(catchup_window=timedelta(hours=1)),
+        state=ScheduleState(note="Waybill: today's fleet KPIs so far, every hour"),
+    )
+    daily = Schedule(
+        action=ScheduleActionStartWorkflow(
+            AnalyticsDailyWorkflow.run,
+            target,
+            id=daily_schedule_id(org),
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(
+            calendars=[ScheduleCalendarSpec(hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)])],
+            time_zone_name=target.timezone,
+            jitter=timedelta(minutes=10),
+        ),
+        policy=SchedulePolicy(catchup_window=timedelta(days=1)),
+        state=ScheduleState(
+            note=f"Waybill: yesterday's fleet report at {settings.analytics_report_time} {target.timezone}"
+        ),
+    )
+    return {hourly_schedule_id(org): hourly, daily_schedule_id(org): daily}
+
+
+async def ensure_org_schedules(client: Client, settings: Settings, target: AnalyticsTarget) -> None:
+    for schedule_id, schedule in schedules_for(settings, target).items():
+        try:
+            await client.create_schedule(schedule_id, schedule)
+        except ScheduleAlreadyRunningError:
+
+            def keep_state(u: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
+                current = u.description.schedule
+                return ScheduleUpdate(dataclasses.replace(new, state=current.state))
+
+            await client.get_schedule_handle(schedule_id).update(keep_state)
+
+
+async def analytics_targets(resources: Resources) -> list[AnalyticsTarget]:
+    async with resources.sessionmaker() as session:
+        orgs = await organizations(session)
+    return [await target_for(resources, org) for org in orgs]
+
+
+async def ensure_analytics_schedules(client: Client, resources: Resources) -> int:
+    """Create or update every organization's schedules; returns how many organizations."""
+    targets = await analytics_targets(resources)
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(target: AnalyticsTarget) -> None:
+        async with gate:
+            await ensure_org_schedules(client, resources.settings, target)
+
+    await asyncio.gather(*(one(t) for t in targets))
+    return len(targets)
+
+
+async def start_backfill(
+    client: Client, settings: Settings, inp: BackfillInput
+) -> WorkflowHandle[Any, BackfillResult]:
+    """Start (or join the running) backfill of the range; the range is checked before it starts."""
+    days_between(inp.from_day, inp.to_day)  # raises ValueError for a bad range
+    return await client.start_workflow(
+        AnalyticsBackfillWorkflow.run,
+        inp,
+        id=backfill_workflow_id(inp.target.organization_id, inp.from_day, inp.to_day),
+        task_queue=settings.temporal_task_queue,
+        # The same range again while it runs joins it; after it finished, runs again (after a fix).
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+
+
+async def target_for(resources: Resources, organization_id: uuid.UUID) -> AnalyticsTarget:
+    s = resources.settings
+    async with resources.sessionmaker() as session:
+        tz = await organization_timezone(session, organization_id, s.analytics_default_timezone)
+    return AnalyticsTarget(
+        str(organization_id), _zone(tz, s.analytics_default_timezone), s.temporal_analytics_task_queue
+    )
