@@ -38,7 +38,9 @@ ToDay = Annotated[date, Query(alias="to", description="last local day (inclusive
 GroupByQ = Annotated[GroupBy, Query()]
 Chart = Literal["on_time_trend", "deliveries_heatmap", "late_minutes"]
 PNG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}, "description": "a PNG image"}}
-CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}, "description": "CSV with a header row"}}
+CSV: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}, "description": "CSV with a header row"}
+}
 TREND_DAYS, HEATMAP_DAYS = 14, 7
 
 
@@ -99,7 +101,11 @@ async def get_kpis(
 
 def _csv(rows: list[KpiGroupOut], extra: dict[str, str] | None = None) -> Response:
     buf = io.StringIO()
-    fields = [f for f in KpiGroupOut.model_fields if f not in ("late_histogram", "failure_reasons")]
+    fields = [
+        "key",
+        "label",
+        *(f for f in KpiOut.model_fields if f not in ("late_histogram", "failure_reasons")),
+    ]
     writer = csv.writer(buf)
     writer.writerow([*(extra or {}), *fields, "late_histogram", "failure_reasons"])
     for row in rows:

@@ -28,6 +28,7 @@ async def api_resources(
         access_token_ttl_seconds=600,  # long enough for the slowest test on a loaded machine
         temporal_task_queue=f"api-{uuid.uuid4().hex[:8]}",
         temporal_routing_task_queue=f"api-routing-{uuid.uuid4().hex[:8]}",
+        temporal_analytics_task_queue=f"api-analytics-{uuid.uuid4().hex[:8]}",
         data_dir=tmp_path_factory.mktemp("api-data"),
     )
     resources = await Resources.open(settings, TemporalConnector(settings, dev_env.client))
