@@ -1,0 +1,189 @@
+"""Analytics backfill over synthetic history: 30 days x 50 vehicles by default.
+
+Writes the history through the stores (waybill/analytics_demo.py), then runs the real backfill:
+AnalyticsBackfillWorkflow on the bundled Temporal dev server with an in-process worker, whose
+activity reads the projection and the history store in chunks. Reports wall time, the Python
+heap peak during the backfill (tracemalloc, which numpy and pandas buffers report to) and the
+process's peak RSS. `--write-docs` rewrites the analytics block of docs/benchmarks.md.
+
+    flock /tmp/waybill-bench.lock .venv/bin/python -m bench.analytics --write-docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import resource
+import tempfile
+import time
+import tracemalloc
+import uuid
+from collections.abc import Sequence
+from datetime import date, timedelta
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from bench.deliveries import DOCS_PATH, cpu_model, say
+from db.migrate import upgrade
+from db.models import Depot, Driver, Organization, Vehicle
+from domain.analytics import BackfillInput
+from waybill.analytics_demo import FleetVehicle, generate
+from waybill.resources import Resources
+from waybill.settings import Settings
+from waybill.temporal_dev import temporal_binary
+from workers.client import TemporalConnector
+from workers.compose import plan_queues
+from workers.converter import DATA_CONVERTER
+from workers.schedules import start_backfill, target_for
+
+BEGIN, END = "<!-- bench:analytics:begin -->", "<!-- bench:analytics:end -->"
+TZ = "Europe/Berlin"
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+async def make_fleet(resources: Resources, vehicles: int) -> tuple[uuid.UUID, list[FleetVehicle]]:
+    async with resources.sessionmaker() as s:
+        org = Organization(name="Bench fleet", slug=f"bench-{uuid.uuid4().hex[:8]}")
+        s.add(org)
+        await s.flush()
+        depot = Depot(organization_id=org.id, name="Depot", lat=52.52, lon=13.40, timezone=TZ)
+        s.add(depot)
+        await s.flush()
+        fleet = []
+        for n in range(vehicles):
+            v = Vehicle(organization_id=org.id, name=f"Van {n}", capacity_units=60, home_depot_id=depot.id)
+            s.add(v)
+            await s.flush()
+            d = Driver(organization_id=org.id, name=f"Driver {n}", vehicle_id=v.id)
+            s.add(d)
+            await s.flush()
+            fleet.append(FleetVehicle(v.id, d.id, depot.id, depot.lat, depot.lon))
+        await s.commit()
+        return org.id, fleet
+
+
+async def run(args: argparse.Namespace, database_url: str) -> dict[str, str]:
+    settings = Settings(
+        env="test", database_url=database_url, data_dir=Path(tempfile.mkdtemp()), worker_metrics_port=0
+    )
+    upgrade(settings.sync_database_url)
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()), data_converter=DATA_CONVERTER
+    )
+    resources = await Resources.open(settings, TemporalConnector(settings, env.client))
+    try:
+        org, fleet = await make_fleet(resources, args.vehicles)
+        last = date.today() - timedelta(days=1)
+        days = [last - timedelta(days=i) for i in reversed(range(args.days))]
+        t0 = time.perf_counter()
+        written = await generate(
+            resources.sessionmaker,
+            resources.history,
+            org,
+            fleet,
+            days,
+            TZ,
+            stops=args.stops,
+            ping_s=args.ping_s,
+        )
+        gen_s = time.perf_counter() - t0
+        say(
+            f"history: {written.deliveries} deliveries, {written.events} events, "
+            f"{written.positions} positions"
+        )
+        rss_before = rss_mb()
+        plans = plan_queues(resources, ["default", "analytics"])
+        workers = [
+            Worker(env.client, task_queue=p.task_queue, workflows=p.workflows, activities=p.activities)
+            for name, p in plans.items()
+            if name in ("default", "analytics")
+        ]
+        async with contextlib.AsyncExitStack() as stack:
+            for w in workers:
+                await stack.enter_async_context(w)
+            target = await target_for(resources, org)
+            tracemalloc.start()
+            t1 = time.perf_counter()
+            handle = await start_backfill(
+                env.client, settings, BackfillInput(target, days[0].isoformat(), days[-1].isoformat())
+            )
+            result = await handle.result()
+            backfill_s = time.perf_counter() - t1
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+        say(f"backfill: {result.days} days, {result.deliveries} deliveries in {backfill_s:.1f}s")
+        return {
+            "data": f"{args.days} days x {args.vehicles} vehicles, {args.stops} stops per vehicle-day, "
+            f"a fix every {args.ping_s:g} s: {written.deliveries:,} deliveries, {written.events:,} events, "
+            f"{written.positions:,} positions",
+            "database": settings.database_label + " (history store: SQL tables)",
+            "machine": cpu_model(),
+            "history written in": f"{gen_s:.0f} s",
+            "backfill": f"{result.days} daily reports ({result.deliveries:,} delivered) in "
+            f"{backfill_s:.0f} s ({backfill_s / result.days:.1f} s per day), under tracemalloc",
+            "peak Python heap during the backfill (tracemalloc)": f"{peak / 2**20:.1f} MiB",
+            "peak RSS of the process": f"{rss_before:.0f} MiB before the backfill, {rss_mb():.0f} MiB after "
+            "(high-water mark; includes writing the history, the worker and pandas)",
+        }
+    finally:
+        await resources.close()
+        await env.shutdown()
+
+
+def block(facts: dict[str, str], command: str) -> str:
+    lines = [
+        "## Analytics backfill (`bench/analytics.py`)",
+        "",
+        "Synthetic history written through the stores (`waybill/analytics_demo.py`), then the real backfill:",
+        "`AnalyticsBackfillWorkflow` on the bundled dev server, an in-process worker, one daily report after",
+        "another (each reads the projection in 500-row chunks and one vehicle-day of positions at a time).",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+        *(f"- {k}: {v}" for k, v in facts.items()),
+    ]
+    return "\n".join(lines)
+
+
+def write_docs(content: str, path: Path = DOCS_PATH) -> None:
+    doc = path.read_text() if path.exists() else ""  # re-read right before writing: others edit it too
+    new = f"{BEGIN}\n{content.rstrip()}\n{END}\n"
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
+    doc = pattern.sub(lambda _: new, doc, count=1) if pattern.search(doc) else doc.rstrip() + "\n\n" + new
+    path.write_text(doc)
+    say(f"wrote {path}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.analytics", description=__doc__.splitlines()[0])
+    p.add_argument("--days", type=int, default=30)
+    p.add_argument("--vehicles", type=int, default=50)
+    p.add_argument("--stops", type=int, default=12, help="deliveries per vehicle-day (default 12)")
+    p.add_argument("--ping-s", type=float, default=30.0, help="seconds between fixes (default 30)")
+    p.add_argument("--database-url", help="default: a temporary SQLite file")
+    p.add_argument("--write-docs", action="store_true")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.database_url or f"sqlite:///{tmp}/bench.db"
+        facts = asyncio.run(run(args, url))
+    command = "flock /tmp/waybill-bench.lock .venv/bin/python -m bench.analytics" + (
+        "" if (args.days, args.vehicles) == (30, 50) else f" --days {args.days} --vehicles {args.vehicles}"
+    )
+    for k, v in facts.items():
+        say(f"{k}: {v}")
+    if args.write_docs:
+        write_docs(block(facts, command + " --write-docs"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
