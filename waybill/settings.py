@@ -118,7 +118,8 @@ class Settings(BaseSettings):
     delivery_unassigned_alert_minutes: float = Field(default=30.0, gt=0)
     delivery_batch_max: int = Field(default=1000, ge=1, le=10_000)
     proof_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    # Request bodies: JSON and CSV up to max_body_bytes, multipart uploads up to max_upload_bytes (413 beyond).
+    # Request bodies: JSON and CSV up to max_body_bytes, multipart uploads up to max_upload_bytes
+    # (413 beyond).
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(default=12 * 1024 * 1024, ge=1024)
     # Rate limits per window (sliding; 0 turns one off): per client IP on every request, per user
