@@ -77,5 +77,6 @@ def test_api_and_sockets_are_probed_and_workers_get_time_to_drain(rendered: list
     # Worker.graceful_shutdown_timeout is 10 s (workers/compose.py), plus closing connections.
     assert specs["waybill-worker"]["terminationGracePeriodSeconds"] >= 30
     assert specs["waybill-worker-routing"]["containers"][0]["args"] == ["worker", "--queue", "routing"]
+    assert specs["waybill-worker-analytics"]["containers"][0]["args"] == ["worker", "--queue", "analytics"]
     scaled = {d["spec"]["scaleTargetRef"]["name"] for d in rendered if d["kind"] == "HorizontalPodAutoscaler"}
     assert scaled == {"waybill-api", "waybill-sockets", "waybill-worker", "waybill-worker-routing"}
