@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from api.sockets.frames import CLOSE_FORBIDDEN, CLOSE_TOO_SLOW
@@ -49,7 +49,8 @@ async def test_positions_are_acked_stored_cached_and_streamed(server: Server) ->
     await disp.send(json.dumps({"type": "subscribe", "topic": "fleet"}))
     assert (await recv_until(disp, "subscribed"))["topic"] == "fleet"
     drv, ready = await open_socket(f"{server.url}/ws/driver", driver_token(res.tokens, fleet, 0))
-    assert ready["type"] == "ready" and ready["vehicle_id"] == str(vehicle)
+    assert ready["type"] == "ready"
+    assert ready["vehicle_id"] == str(vehicle)
 
     points = track(10)
     for p in points[:5]:
@@ -65,7 +66,8 @@ async def test_positions_are_acked_stored_cached_and_streamed(server: Server) ->
     stored = await res.history.positions(fleet.org, vehicle, EPOCH, datetime.now(UTC) + timedelta(hours=1))
     assert [p.seq for p in stored] == list(range(1, 11))
     latest = await res.cache_bus.get_latest(fleet.org, vehicle)
-    assert latest is not None and latest["seq"] == 10
+    assert latest is not None
+    assert latest["seq"] == 10
     near = await res.cache_bus.nearby(fleet.org, points[-1]["lat"], points[-1]["lon"], 50)
     assert [n.vehicle_id for n in near] == [vehicle]
     await drv.close()
@@ -106,7 +108,8 @@ async def test_filtered_positions_are_acked_but_never_stored(server: Server) -> 
     stored = await res.history.positions(fleet.org, vehicle, EPOCH, now + timedelta(hours=2))
     assert [p.seq for p in stored] == [1]
     latest = await res.cache_bus.get_latest(fleet.org, vehicle)
-    assert latest is not None and latest["seq"] == 1
+    assert latest is not None
+    assert latest["seq"] == 1
     # A frame without a seq cannot be acknowledged: an error, and the socket stays open.
     await drv.send(json.dumps({"type": "position", "lat": 1, "lon": 2}))
     assert (await recv_until(drv, "error"))["code"] == "invalid_position"
@@ -225,9 +228,7 @@ async def test_slow_dispatcher_is_bounded_and_does_not_delay_others(server: Serv
     assert kicked == 1
     slow.transport.resume_reading()
     with pytest.raises(ConnectionClosed):
-        async with asyncio.timeout(10):
-            while True:
-                await slow.recv()
+        await _drain_until_closed(slow)
     assert slow.close_code in (CLOSE_TOO_SLOW, 1006)
     for ws in (fast, *drivers):
         await ws.close()
@@ -245,3 +246,9 @@ async def test_unknown_topic_and_frames(server: Server) -> None:
     await ws.send(json.dumps({"type": "position", "seq": 1}))
     assert (await recv_until(ws, "error"))["code"] == "unsupported_type"
     await ws.close()
+
+
+async def _drain_until_closed(ws: ClientConnection) -> None:
+    async with asyncio.timeout(10):
+        while True:
+            await ws.recv()
