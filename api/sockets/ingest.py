@@ -112,6 +112,7 @@ class Ingest:
         self._outbox: dict[UUID, list[dict[str, Any]]] = {}
         self._latest: dict[UUID, dict[UUID, tuple[VehicleRef, Fix, dict[str, Any]]]] = {}
         self._flush_now = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -129,12 +130,13 @@ class Ingest:
 
     async def stop(self) -> None:
         """Store and acknowledge everything submitted so far; later submits are refused."""
+        # The loops are told to end, never cancelled: a cancel landing in `wait_for` as its timeout fires
+        # can be lost on Python 3.11 (the task then waits forever), and one landing mid-publish would
+        # drop that tick's positions.
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._flush_now.set()
+        self._stopping.set()
+        await asyncio.gather(*self._tasks)
         await self._publish_once()
         self._seal()
         while self._writes:
@@ -160,6 +162,7 @@ class Ingest:
         seqs = [seq for seq, _ in invalid]
         filtered = list(invalid)
         gen = self._current
+        before = len(gen.positions)
         newest: tuple[Fix, dict[str, Any]] | None = None
         stats = self.stats
         stats.received += len(fixes) + len(invalid)
@@ -191,7 +194,7 @@ class Ingest:
         if newest is not None:
             self._latest.setdefault(ref.organization_id, {})[ref.vehicle_id] = (ref, *newest)
         gen.acks.append((ack, seqs, filtered))
-        self._buffered += len(fixes)
+        self._buffered += len(gen.positions) - before
         if len(gen.positions) >= self.batch:
             self._flush_now.set()
         if self._buffered >= self.max_buffered:
@@ -227,9 +230,11 @@ class Ingest:
             task.add_done_callback(self._writes.discard)
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), self.flush_s)
+            if self._closing:
+                return  # stop() seals the last generation
             self._flush_now.clear()
             await self._slots.acquire()
             self._slots.release()
@@ -265,8 +270,11 @@ class Ingest:
     # Latest and live stream -------------------------------------------------------------------
 
     async def _publish_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.publish_s)
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.publish_s)
+            if self._closing:
+                return  # stop() publishes the last tick
             try:
                 await self._publish_once()
             except Exception:
