@@ -16,6 +16,7 @@ from waybill.analytics_cli import add_analytics_parser, run_analytics
 from waybill.logging import configure_logging
 from waybill.ports import PortClaim, PortInUse, ensure_ports_free
 from waybill.settings import ConfigError, Settings, load_settings
+from waybill.simulate_cli import add_simulate_parser, run_simulate
 
 log = logging.getLogger("waybill")
 
@@ -56,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     imp_d.add_argument("--org", required=True, help="slug of the organization the deliveries belong to")
     imp_d.add_argument("--as", dest="as_email", default=None, help="e-mail of the admin/dispatcher to act as")
     add_analytics_parser(sub)
+    add_simulate_parser(sub)
     sub.add_parser("version", help="print the version")
     return p
 
@@ -202,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_import(settings, args.file, args.org, args.as_email))
         if args.command == "analytics":
             return asyncio.run(run_analytics(settings, args))
+        if args.command == "simulate":
+            return asyncio.run(run_simulate(settings, args))
         if args.command == "doctor":
             return asyncio.run(_doctor(settings, as_json=args.json))
         if args.command in ("backup", "restore"):
