@@ -41,7 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     mig = sub.add_parser("migrate", help="apply database migrations")
     mig.add_argument("--revision", default="head", help="target revision (default: head)")
-    sub.add_parser("seed", help="create the demo organization and print its credentials")
+    seed = sub.add_parser("seed", help="create the demo organization and print its credentials")
+    seed.add_argument(
+        "--drivers",
+        type=int,
+        default=2,
+        help="make sure drivers driver1..N exist, each with a van (default: 2)",
+    )
     sub.add_parser("check", help="run the system-check workflow through a worker and print its report")
     doc = sub.add_parser("doctor", help="check configuration and every store and service; change nothing")
     doc.add_argument("--json", action="store_true", help="print the findings as JSON")
@@ -95,7 +101,7 @@ async def _run_role(settings: Settings, role: str, queue: str) -> int:
         await resources.close()
 
 
-async def _seed(settings: Settings) -> int:
+async def _seed(settings: Settings, drivers: int = 2) -> int:
     from db.migrate import upgrade
     from db.session import create_engine, create_sessionmaker
     from waybill.seed import format_credentials, seed_demo
@@ -103,7 +109,7 @@ async def _seed(settings: Settings) -> int:
     await asyncio.to_thread(upgrade, settings.sync_database_url)
     engine = create_engine(settings.async_database_url)
     try:
-        result = await seed_demo(create_sessionmaker(engine), dev=settings.is_dev)
+        result = await seed_demo(create_sessionmaker(engine), dev=settings.is_dev, drivers=drivers)
     finally:
         await engine.dispose()
     sys.stdout.write(format_credentials(result) + "\n")
@@ -195,7 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(f"database is at revision {args.revision}\n")
             return 0
         if args.command == "seed":
-            return asyncio.run(_seed(settings))
+            if not 2 <= args.drivers <= 1000:
+                raise ConfigError("--drivers must be between 2 and 1000")
+            return asyncio.run(_seed(settings, args.drivers))
         if args.command == "check":
             return asyncio.run(_check(settings))
         if args.command == "import":

@@ -1,4 +1,8 @@
-"""`waybill seed`: a demo organization with a user per role, a depot, vehicles and drivers."""
+"""`waybill seed`: a demo organization with a user per role, a depot, vehicles and drivers.
+
+`--drivers N` makes sure drivers driver1..driverN exist, each with a vehicle of their own (for
+`waybill simulate --vehicles N`); it also adds missing ones to an organization seeded earlier.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import time
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.security.passwords import hash_password
@@ -16,6 +21,8 @@ from domain.roles import Role
 DEMO_SLUG = "demo"
 DEMO_DOMAIN = "demo.waybill.test"
 DEV_PASSWORD = "waybill-demo"  # only in development; production seeds get random passwords
+DEMO_DRIVERS = 2  # driver1 and driver2 are part of ACCOUNTS
+MAX_DRIVERS = 1000
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,27 @@ ACCOUNTS = [
 ]
 
 
-async def seed_demo(sessionmaker: async_sessionmaker[AsyncSession], *, dev: bool) -> SeedResult:
+def _van(org: Organization, depot_id: object, n: int) -> Vehicle:
+    return Vehicle(
+        organization_id=org.id,
+        name=f"Van {n}",
+        plate=f"B-WB {100 + n}",
+        profile="van",
+        capacity_weight_kg=800,
+        capacity_volume_m3=6,
+        capacity_units=60,
+        skills=["fragile"] if n == 1 else [],
+        home_depot_id=depot_id,
+        shift_start=time(8, 0),
+        shift_end=time(17, 0),
+    )
+
+
+async def seed_demo(
+    sessionmaker: async_sessionmaker[AsyncSession], *, dev: bool, drivers: int = DEMO_DRIVERS
+) -> SeedResult:
+    if not DEMO_DRIVERS <= drivers <= MAX_DRIVERS:
+        raise ValueError(f"drivers must be between {DEMO_DRIVERS} and {MAX_DRIVERS}")
     async with sessionmaker() as session:
         orgs = OrganizationRepository(session)
         existing = await orgs.by_slug(DEMO_SLUG)
@@ -50,6 +77,8 @@ async def seed_demo(sessionmaker: async_sessionmaker[AsyncSession], *, dev: bool
                 Credential(role, f"{local}@{DEMO_DOMAIN}", DEV_PASSWORD if dev else None)
                 for role, local, _ in ACCOUNTS
             ]
+            known += await _more_drivers(session, existing, drivers, dev)
+            await session.commit()
             return SeedResult(False, existing.name, known)
 
         org = await orgs.add(Organization(name="Demo Logistics", slug=DEMO_SLUG))
@@ -77,22 +106,7 @@ async def seed_demo(sessionmaker: async_sessionmaker[AsyncSession], *, dev: bool
         )
         session.add(depot)
         await session.flush()
-        vehicles = [
-            Vehicle(
-                organization_id=org.id,
-                name=f"Van {n}",
-                plate=f"B-WB {100 + n}",
-                profile="van",
-                capacity_weight_kg=800,
-                capacity_volume_m3=6,
-                capacity_units=60,
-                skills=["fragile"] if n == 1 else [],
-                home_depot_id=depot.id,
-                shift_start=time(8, 0),
-                shift_end=time(17, 0),
-            )
-            for n in (1, 2, 3)
-        ]
+        vehicles = [_van(org, depot.id, n) for n in (1, 2, 3)]
         session.add_all(vehicles)
         await session.flush()
         for i, local in enumerate(("driver1", "driver2")):
@@ -107,8 +121,56 @@ async def seed_demo(sessionmaker: async_sessionmaker[AsyncSession], *, dev: bool
                     vehicle_id=vehicles[i].id,
                 )
             )
+        await session.flush()
+        creds += await _more_drivers(session, org, drivers, dev)
         await session.commit()
         return SeedResult(True, org.name, creds)
+
+
+async def _more_drivers(session: AsyncSession, org: Organization, count: int, dev: bool) -> list[Credential]:
+    """Drivers 3..count, each with the van of the same number (created when missing)."""
+    if count <= DEMO_DRIVERS:
+        return []
+    depot_id = await session.scalar(
+        select(Depot.id).where(Depot.organization_id == org.id).order_by(Depot.created_at).limit(1)
+    )
+    vans = {
+        v.name: v for v in (await session.scalars(select(Vehicle).where(Vehicle.organization_id == org.id)))
+    }
+    creds: list[Credential] = []
+    dev_hash = hash_password(DEV_PASSWORD) if dev else None  # argon2 is slow on purpose: hash once
+    for n in range(DEMO_DRIVERS + 1, count + 1):
+        email = f"driver{n}@{DEMO_DOMAIN}"
+        if await session.scalar(select(User.id).where(User.email == email)) is not None:
+            creds.append(Credential(Role.DRIVER, email, DEV_PASSWORD if dev else None))
+            continue
+        van = vans.get(f"Van {n}")
+        if van is None:
+            van = _van(org, depot_id, n)
+            session.add(van)
+        password = DEV_PASSWORD if dev else secrets.token_urlsafe(12)
+        user = User(
+            organization_id=org.id,
+            email=email,
+            name=f"Driver {n}",
+            role=Role.DRIVER.value,
+            password_hash=dev_hash or hash_password(password),
+        )
+        session.add(user)
+        await session.flush()
+        session.add(
+            Driver(
+                organization_id=org.id,
+                name=user.name,
+                email=email,
+                phone=f"+49 30 555{n:04d}",
+                user_id=user.id,
+                vehicle_id=van.id,
+            )
+        )
+        creds.append(Credential(Role.DRIVER, email, password))
+    await session.flush()
+    return creds
 
 
 def format_credentials(result: SeedResult) -> str:
