@@ -28,6 +28,7 @@ from api.v1 import (
     notifications,
     route_plans,
     routes,
+    tracking,
     users,
     vehicles,
     webhooks,
@@ -90,6 +91,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
     for module in (
         auth,
         depots,
+        tracking,  # before vehicles: /vehicles/nearby must not be read as a vehicle id
         vehicles,
         drivers,
         deliveries,

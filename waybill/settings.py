@@ -177,6 +177,13 @@ class Settings(BaseSettings):
     tracking_depot_radius_m: float = Field(default=150.0, gt=0)
     tracking_eta_threshold_seconds: float = Field(default=120.0, ge=0)
     tracking_share_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # Tracking REST API (docs/api.md "Live tracking"): the longest link a dispatcher may ask for, the
+    # nearby search's largest radius and result count, a track's longest span and most stored points.
+    tracking_share_max_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    tracking_nearby_max_radius_m: float = Field(default=50_000.0, gt=0)
+    tracking_nearby_max_limit: int = Field(default=200, ge=1)
+    tracking_track_max_span_seconds: int = Field(default=24 * 3600, ge=60)
+    tracking_track_max_points: int = Field(default=5_000, ge=2, le=9_999)
 
     # Fleet analytics (docs/analytics.md)
     temporal_analytics_task_queue: str = "waybill-analytics"

@@ -54,6 +54,18 @@ class IssuedToken:
 
 
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti", "typ", "org", "role"]
+# Customer tracking links: a type and an audience of their own, so a share token is refused wherever an
+# access token is expected (and the reverse) even before the type claim is looked at.
+SHARE_TYPE = "tracking_share"
+_SHARE_REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti", "typ", "org"]
+
+
+@dataclass(frozen=True, slots=True)
+class ShareClaims:
+    delivery_id: uuid.UUID
+    organization_id: uuid.UUID
+    jti: uuid.UUID
+    expires_at: datetime
 
 
 class TokenService:
@@ -67,6 +79,7 @@ class TokenService:
             TokenType.ACCESS: timedelta(seconds=settings.access_token_ttl_seconds),
             TokenType.REFRESH: timedelta(seconds=settings.refresh_token_ttl_seconds),
         }
+        self._share_audience = f"{settings.jwt_audience}:tracking-share"
 
     def ttl(self, token_type: TokenType) -> timedelta:
         return self._ttl[token_type]
@@ -139,4 +152,67 @@ class TokenService:
                 family_id=uuid.UUID(claims["fam"]) if "fam" in claims else None,
             )
         except (ValueError, TypeError, KeyError):
+            raise TokenError("invalid_token", "the token's claims are malformed") from None
+
+    # Customer tracking links ------------------------------------------------------------------
+
+    def issue_share(
+        self,
+        *,
+        delivery_id: uuid.UUID,
+        organization_id: uuid.UUID,
+        ttl: timedelta,
+        now: datetime | None = None,
+    ) -> IssuedToken:
+        """A signed, expiring link token naming one delivery; it carries no user and no role."""
+        issued = now or datetime.now(UTC)
+        expires = issued + ttl
+        jti = uuid7()
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "aud": self._share_audience,
+            "sub": str(delivery_id),
+            "org": str(organization_id),
+            "typ": SHARE_TYPE,
+            "jti": str(jti),
+            "iat": int(issued.timestamp()),
+            "exp": int(expires.timestamp()),
+        }
+        token = jwt.encode(claims, self._keys[self._kid], algorithm=self._alg, headers={"kid": self._kid})
+        return IssuedToken(token=token, jti=jti, expires_at=datetime.fromtimestamp(claims["exp"], UTC))
+
+    def verify_share(self, token: str) -> ShareClaims:
+        """The link's claims; TokenError(`token_expired` | `invalid_token` | `wrong_token_type`)."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise TokenError("invalid_token", "the token is malformed") from None
+        kid = header.get("kid")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise TokenError("invalid_token", "the token was signed with an unknown or retired key")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[self._alg],
+                audience=self._share_audience,
+                issuer=self._issuer,
+                options={"require": _SHARE_REQUIRED},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenError("token_expired", "the token has expired") from None
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise TokenError("invalid_token", f"the token is not valid: {exc}") from None
+        if claims.get("typ") != SHARE_TYPE:
+            raise TokenError("wrong_token_type", "a tracking share token is required here")
+        try:
+            return ShareClaims(
+                delivery_id=uuid.UUID(claims["sub"]),
+                organization_id=uuid.UUID(claims["org"]),
+                jti=uuid.UUID(claims["jti"]),
+                expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            )
+        except (ValueError, TypeError, KeyError, OverflowError):
             raise TokenError("invalid_token", "the token's claims are malformed") from None
