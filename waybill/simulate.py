@@ -100,8 +100,9 @@ class VehicleReport:
 @dataclass
 class SimulationResult:
     vehicles: list[VehicleReport]
-    interrupted: bool
+    interrupted: bool  # stopped by Ctrl-C / SIGTERM (or the caller's `stopping`) before the routes ended
     elapsed_s: float
+    timed_out: bool = False  # --duration ran out first
 
     @property
     def ok(self) -> bool:
@@ -641,8 +642,9 @@ async def simulate(
                     raise SimulationError(f"login of {api.email} failed: {exc}") from None
                 missing.append(api.email)
         if missing:
+            names = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
             raise SimulationError(
-                f"cannot sign in as {', '.join(missing)} with the given password: create the drivers with "
+                f"cannot sign in as {names} with the given password: create the drivers with "
                 f"`waybill seed --drivers {opts.vehicles}` (development passwords), or pass --driver-email "
                 "and --password"
             )
@@ -661,8 +663,14 @@ async def simulate(
                 "none of the drivers has an open route: create deliveries and plan them "
                 "(POST /api/v1/route-plans, see docs/simulator.md), then run the simulator again"
             )
+        timed_out = asyncio.Event()
+
+        def time_is_up() -> None:
+            timed_out.set()
+            stopping.set()
+
         timer = (
-            asyncio.get_running_loop().call_later(opts.duration_s, stopping.set)
+            asyncio.get_running_loop().call_later(opts.duration_s, time_is_up)
             if opts.duration_s is not None
             else None
         )
@@ -671,12 +679,19 @@ async def simulate(
         finally:
             if timer is not None:
                 timer.cancel()
-    interrupted = stopping.is_set() and not all(r.completed for r in reports)
-    return SimulationResult(list(reports), interrupted, time.monotonic() - started)
+    unfinished = stopping.is_set() and not all(r.completed for r in reports)
+    return SimulationResult(
+        list(reports),
+        unfinished and not timed_out.is_set(),
+        time.monotonic() - started,
+        timed_out=unfinished and timed_out.is_set(),
+    )
 
 
 def format_summary(result: SimulationResult) -> str:
-    head = "interrupted" if result.interrupted else "finished"
+    head = (
+        "interrupted" if result.interrupted else ("stopped (--duration)" if result.timed_out else "finished")
+    )
     lines = [f"Simulation {head} after {result.elapsed_s:.1f} s:"]
     for v in result.vehicles:
         filtered = sum(v.filtered.values())

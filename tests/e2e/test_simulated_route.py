@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,11 +28,18 @@ from db.history.base import Position
 from db.history.sql import SqlHistoryStore
 from db.session import create_engine, create_sessionmaker
 from domain.geo import LatLon, haversine_m
-from tests.e2e.test_dev_command import DevProcess, login_dispatcher
+from tests.e2e.test_dev_command import WAYBILL, DevProcess, login_dispatcher
 from tests.support import free_port
 from waybill.seed import DEMO_DOMAIN, DEV_PASSWORD
 from waybill.settings import to_async_url
-from waybill.simulate import DriverApi, DriverLink, SimulateOptions, VehicleReport, simulate
+from waybill.simulate import (
+    DriverApi,
+    DriverLink,
+    SimulateOptions,
+    SimulationError,
+    VehicleReport,
+    simulate,
+)
 
 DWELL_S = 1.0
 ARRIVAL_RADIUS_M = 50.0
@@ -68,12 +77,14 @@ async def _stored(dev: DevProcess, org: str, vehicle: str, since: datetime) -> l
         await engine.dispose()
 
 
-async def _plan_route(api: str, headers: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Three drop-offs around the depot, planned onto Van 1 (driver1's) through the route-plan API."""
+async def _plan_route(
+    api: str, headers: dict[str, str], van_name: str = "Van 1", stops: int = 3
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Drop-offs around the depot, planned onto a seeded van (Van n is driver n's) through the API."""
     async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as http:
         depot = (await http.get("/api/v1/depots")).json()["items"][0]
         vans = (await http.get("/api/v1/vehicles")).json()["items"]
-        van = next(v for v in vans if v["name"] == "Van 1")
+        van = next(v for v in vans if v["name"] == van_name)
         # Its seeded shift (08:00-17:00 Berlin) would leave nothing to plan outside office hours.
         r = await http.patch(
             f"/api/v1/vehicles/{van['id']}", json={"shift": {"start": "00:00", "end": "23:59"}}
@@ -81,11 +92,11 @@ async def _plan_route(api: str, headers: dict[str, str]) -> tuple[dict[str, Any]
         assert r.status_code == 200, r.text
         lat, lon = depot["location"]["lat"], depot["location"]["lon"]
         deliveries = []
-        for i, (dlat, dlon) in enumerate(OFFSETS):
+        for i, (dlat, dlon) in enumerate(OFFSETS[:stops]):
             r = await http.post(
                 "/api/v1/deliveries",
                 json={
-                    "external_ref": f"SIM-{i}",
+                    "external_ref": f"SIM-{van_name}-{i}",
                     "depot_id": depot["id"],
                     "dropoff": {
                         "address": f"Simulated stop {i}",
@@ -220,6 +231,9 @@ async def test_simulator_drives_a_planned_route_to_the_end(dev: DevProcess) -> N
     assert times == sorted(times)
     assert len(set(times)) == len(times)
     assert [(p["lat"], p["lon"]) for p in streamed] == [(p["lat"], p["lon"]) for p in sent]
+    # ...and live tracking's arrival events, one per stop, in the route's order.
+    arrivals = [f["delivery_id"] for f in dispatcher.frames if f["type"] == "arrival"]
+    assert arrivals == [s["delivery_id"] for s in route["stops"] if s["kind"] == "delivery"]
 
     async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as http:
         for d in deliveries:
@@ -344,3 +358,68 @@ async def test_positions_lost_with_the_connection_are_resent_after_reconnecting(
 
     stored = await _stored(dev, me["organization_id"], str(report.vehicle_id), started)
     assert [p.seq for p in stored] == list(range(1, 11))
+
+
+def _simulate_cmd(dev: DevProcess, *extra: str) -> list[str]:
+    api, sockets = _urls(dev)
+    return [WAYBILL, "simulate", "--api", api, "--sockets", sockets, *extra]
+
+
+async def test_ctrl_c_stops_cleanly_with_a_summary(dev: DevProcess) -> None:
+    api, _ = _urls(dev)
+    await _plan_route(api, login_dispatcher(api), "Van 2", stops=2)
+    proc = subprocess.Popen(
+        _simulate_cmd(dev, "--vehicles", "2", "--rate", "5", "--speed-kmh", "30"),
+        env=dev.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        seen: list[str] = []
+        for line in proc.stdout:  # driver1's route is done: only driver2 drives
+            seen.append(line)
+            if "driving to drop-off" in line:
+                break
+        await asyncio.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = "".join(seen) + out
+    assert proc.returncode == 130, output + err
+    assert "driver1@demo.waybill.test has no open route: skipped" in output
+    assert "Simulation interrupted" in output
+    assert "Van 2      not finished; stops 2, arrived 0, delivered 0" in output
+    assert "unacked 0, reconnects 0" in output
+    assert "Traceback" not in err, err
+
+
+async def test_setup_errors_are_one_clear_line(dev: DevProcess) -> None:
+    api, sockets = _urls(dev)
+    dead = f"http://127.0.0.1:{free_port()}"
+    cli = subprocess.run(
+        [WAYBILL, "simulate", "--api", dead, "--sockets", sockets],
+        env=dev.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 1
+    assert cli.stderr.startswith(f"waybill simulate: cannot reach the API at {dead}/health"), cli.stderr
+    assert len(cli.stderr.strip().splitlines()) == 1, cli.stderr
+
+    def opts(**kw: Any) -> SimulateOptions:
+        return SimulateOptions(**{"api_url": api, "sockets_url": sockets, **kw})
+
+    with pytest.raises(SimulationError, match="cannot reach the socket server"):
+        await simulate(opts(sockets_url=dead.replace("http", "ws")), emit=lambda _: None)
+    missing = "cannot sign in as driver3@demo.waybill.test, driver4@demo.waybill.test, driver5@demo.waybill"
+    with pytest.raises(SimulationError, match=rf"{missing}.test and 4 more .*waybill seed --drivers 9"):
+        await simulate(opts(vehicles=9), emit=lambda _: None)
+    # driver1's route was completed by the first test
+    with pytest.raises(SimulationError, match="none of the drivers has an open route"):
+        await simulate(opts(vehicles=1), emit=lambda _: None)
