@@ -17,21 +17,16 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 import httpx
 import pytest
 from temporalio.client import Client
 from websockets.asyncio.client import connect
 
-from db.history.base import Position
-from db.history.sql import SqlHistoryStore
-from db.session import create_engine, create_sessionmaker
 from domain.geo import LatLon, haversine_m
 from tests.e2e.test_dev_command import WAYBILL, DevProcess, login_dispatcher
 from tests.support import free_port
 from waybill.seed import DEMO_DOMAIN, DEV_PASSWORD
-from waybill.settings import to_async_url
 from waybill.simulate import (
     DriverApi,
     DriverLink,
@@ -67,14 +62,24 @@ def _urls(dev: DevProcess) -> tuple[str, str]:
     return f"http://127.0.0.1:{dev.ports['api']}", f"ws://127.0.0.1:{dev.ports['sockets']}"
 
 
-async def _stored(dev: DevProcess, org: str, vehicle: str, since: datetime) -> list[Position]:
-    """The vehicle's positions in the history store `waybill dev` writes to: its SQLite database."""
-    engine = create_engine(to_async_url(f"sqlite:///{dev.data_dir / 'waybill.db'}"))
-    try:
-        history = SqlHistoryStore(create_sessionmaker(engine))
-        return await history.positions(UUID(org), UUID(vehicle), since, datetime.now(UTC), limit=10_000)
-    finally:
-        await engine.dispose()
+def _track(api: str, headers: dict[str, str], vehicle_id: str, since: datetime) -> list[tuple[Any, ...]]:
+    """The vehicle's stored positions from GET /api/v1/vehicles/{id}/track, as comparable tuples."""
+    r = httpx.get(
+        f"{api}/api/v1/vehicles/{vehicle_id}/track",
+        headers=headers,
+        params={"from": since.isoformat(), "to": datetime.now(UTC).isoformat()},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["stored_points"] == len(body["points"])
+    return [
+        (datetime.fromisoformat(p["recorded_at"]), p["location"]["lat"], p["location"]["lon"])
+        for p in body["points"]
+    ]
+
+
+def _as_stored(sent: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(datetime.fromisoformat(p["recorded_at"]), p["lat"], p["lon"]) for p in sent]
 
 
 async def _plan_route(
@@ -185,7 +190,6 @@ async def console(url: str, token: str) -> AsyncIterator[Console]:
 async def test_simulator_drives_a_planned_route_to_the_end(dev: DevProcess) -> None:
     api, sockets = _urls(dev)
     headers = login_dispatcher(api)
-    me = httpx.get(f"{api}/api/v1/auth/me", headers=headers).json()
     route, deliveries = await _plan_route(api, headers)
     vehicle_id = route["vehicle_id"]
     started = datetime.now(UTC)
@@ -260,11 +264,8 @@ async def test_simulator_drives_a_planned_route_to_the_end(dev: DevProcess) -> N
         assert final["status"] == "completed", final
         assert {s["status"] for s in final["stops"]} == {"done"}
 
-    # The history store holds every position. No GET /api/v1/vehicles/{id}/track on main yet, so the
-    # test reads the store `waybill dev` writes to (its SQLite database) through its own interface.
-    stored = await _stored(dev, me["organization_id"], vehicle_id, started - timedelta(minutes=1))
-    assert [p.seq for p in stored] == [p["seq"] for p in sent]
-    assert [p.recorded_at for p in stored] == [datetime.fromisoformat(p["recorded_at"]) for p in sent]
+    # The history store holds every position, once, read back through the tracking API.
+    assert _track(api, headers, vehicle_id, started - timedelta(minutes=1)) == _as_stored(sent)
 
 
 class Proxy:
@@ -320,7 +321,6 @@ async def _until(check: Any, timeout: float = 15) -> None:
 async def test_positions_lost_with_the_connection_are_resent_after_reconnecting(dev: DevProcess) -> None:
     api, _ = _urls(dev)
     headers = login_dispatcher(api)
-    me = httpx.get(f"{api}/api/v1/auth/me", headers=headers).json()
     proxy = Proxy(dev.ports["sockets"])
     port = await proxy.start()
     lines: list[str] = []
@@ -356,8 +356,7 @@ async def test_positions_lost_with_the_connection_are_resent_after_reconnecting(
     assert (report.sent, report.acked, report.filtered) == (10, 10, {}), lines
     assert any("reconnected; resending 5 unacknowledged positions" in line for line in lines), lines
 
-    stored = await _stored(dev, me["organization_id"], str(report.vehicle_id), started)
-    assert [p.seq for p in stored] == list(range(1, 11))
+    assert _track(api, headers, str(report.vehicle_id), started) == _as_stored(report.positions)
 
 
 def _simulate_cmd(dev: DevProcess, *extra: str) -> list[str]:
