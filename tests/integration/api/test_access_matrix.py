@@ -22,7 +22,12 @@ from tests.integration.api.conftest import Fleet, LoginFn
 from tests.integration.api.test_deliveries import body
 from tests.support import Tenant, make_tenant, test_settings
 
-PUBLIC = {("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/refresh"), ("POST", "/api/v1/auth/logout")}
+PUBLIC = {
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/refresh"),
+    ("POST", "/api/v1/auth/logout"),
+    ("GET", "/api/v1/public/tracking/{token}"),  # a customer's tracking link is its own credential
+}
 API_KEY_ONLY = {("POST", "/api/v1/integrations/orders")}  # an organization's API key, never a user token
 
 
