@@ -7,11 +7,11 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -30,6 +30,7 @@ from domain.delivery import (
     Actor,
     DeliveryInput,
     DeliveryOptions,
+    DeliverySpec,
     DeliveryState,
     DeliveryStatus,
     SpecError,
@@ -101,6 +102,87 @@ async def _by_ref(session: AsyncSession, org: uuid.UUID, ref: str) -> DeliveryRo
     return (await session.scalars(stmt)).one_or_none()
 
 
+# The insert statements of the common create (no external_ref), built once: SQLAlchemy then only
+# binds parameters to a cached compiled form instead of building and hashing a new statement.
+_DELIVERIES = cast(Table, DeliveryRow.__table__)
+_KEYS = cast(Table, IdempotencyKey.__table__)
+_ROW_COLUMNS = [c.name for c in _DELIVERIES.c if c.name != "id"]
+_INSERT_ROW = insert(_DELIVERIES).values(
+    {name: bindparam(name, type_=_DELIVERIES.c[name].type) for name in ["id", *_ROW_COLUMNS]}
+)
+_KEY_VALUES = {
+    "organization_id": bindparam("organization_id", type_=_KEYS.c.organization_id.type),
+    "key": bindparam("key", type_=_KEYS.c.key.type),
+    "request_hash": bindparam("request_hash", type_=_KEYS.c.request_hash.type),
+    "delivery_id": bindparam("delivery_id", type_=_KEYS.c.delivery_id.type),
+    "created_at": bindparam("created_at", type_=_KEYS.c.created_at.type),
+}
+_CLAIM = {
+    dialect: insert_ignoring(dialect, _KEYS, ["organization_id", "key"])
+    .values(_KEY_VALUES)
+    .returning(_KEYS.c.delivery_id)
+    for dialect in ("postgresql", "sqlite")
+}
+# PostgreSQL: claim and projection row in one statement (a data-modifying CTE). The row is
+# inserted only if the claim was, so both happen or neither does, in one round trip.
+_claim_cte = _CLAIM["postgresql"].cte("claim")
+_CLAIM_AND_ROW_PG = (
+    insert(_DELIVERIES)
+    .from_select(
+        ["id", *_ROW_COLUMNS],
+        select(
+            _claim_cte.c.delivery_id,
+            *(bindparam(name, type_=_DELIVERIES.c[name].type) for name in _ROW_COLUMNS),
+        ),
+    )
+    .returning(_DELIVERIES.c.id)
+)
+
+
+async def _autocommit(session: AsyncSession) -> AsyncConnection:
+    """The session's connection in autocommit mode: each statement is its own transaction.
+
+    No BEGIN/COMMIT round trips, and on SQLite the write lock is held for one statement, not
+    across the event loop turns between statements.
+    """
+    if session.in_transaction():
+        await session.commit()  # e.g. the user lookup of authentication: releases its connection
+    return await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+async def _insert_new(session: AsyncSession, row: dict[str, Any], key: str | None, digest: str) -> bool:
+    """Write the idempotency claim (with a key) and the projection row of a delivery without an
+    external_ref; False if the key was claimed before (nothing written then).
+
+    Without an external_ref the row cannot conflict with another delivery, so no lookup is needed.
+    """
+    conn = await _autocommit(session)
+    try:
+        if key is None:
+            await conn.execute(_INSERT_ROW, row)
+            return True
+        claim = {
+            "organization_id": row["organization_id"],
+            "key": key,
+            "request_hash": digest,
+            "delivery_id": row["id"],
+            "created_at": row["created_at"],
+        }
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            # Without "id": an INSERT takes a parameter named like a column as that column's value.
+            params = {name: value for name, value in row.items() if name != "id"}
+            return (await conn.execute(_CLAIM_AND_ROW_PG, {**params, **claim})).first() is not None
+        # SQLite: two statements, each committed by itself. A crash between them leaves a claim
+        # without a row: a retry with the key finds the claim and writes the row (the replay path).
+        if (await conn.execute(_CLAIM[dialect], claim)).first() is None:
+            return False
+        await conn.execute(_INSERT_ROW, row)
+        return True
+    finally:
+        await session.commit()  # hands the connection back before the Temporal call
+
+
 async def create_delivery(
     body: DeliveryCreate,
     user: CurrentUser,
@@ -116,43 +198,31 @@ async def create_delivery(
     except SpecError as exc:
         raise ProblemError(422, "invalid_delivery", str(exc)) from None
     org = user.organization_id
+    digest = request_hash(body) if idempotency_key else ""
+    if not spec.external_ref:
+        # The common case, in one round trip on PostgreSQL (two statements on SQLite).
+        initial = _initial_state(uuid7(), org, spec, now)
+        if await _insert_new(session, _row_values(initial, org, now), idempotency_key, digest):
+            await _start_new(
+                session, client, _workflow_input(initial, user, settings), settings, idempotency_key
+            )
+            return Created(initial, created=True)
     delivery_id = uuid7()
     if idempotency_key:
-        delivery_id = await _claim_key(session, org, idempotency_key, request_hash(body), delivery_id)
+        delivery_id = await _claim_key(session, org, idempotency_key, digest, delivery_id)
     if spec.external_ref and (existing := await _by_ref(session, org, spec.external_ref)) is not None:
         if existing.id != delivery_id and idempotency_key:
             await session.rollback()
             raise ProblemError(409, "external_ref_taken", "another delivery already has this external_ref")
         await session.commit()
         return Created(row_state(existing), created=False)
-
-    params = DeliveryInput(
-        delivery_id=str(delivery_id),
-        organization_id=str(org),
-        spec=spec,
-        created_by=f"{user.role.value}:{user.id}",
-        created_at=now,
-        options=options_from(settings),
-    )
-    initial = DeliveryState(
-        delivery_id=str(delivery_id),
-        organization_id=str(org),
-        status=DeliveryStatus.PENDING,
-        spec=spec,
-        created_at=now,
-        updated_at=now,
-        pending_since=now,
-    )
-    # The projection row first (sequence 0), so lists show the delivery at once and the external_ref
-    # unique constraint settles races; the workflow's own projection overwrites it.
-    table = DeliveryRow.__table__
-    assert isinstance(table, Table)
-    values = {**projection_values(initial), "sequence": 0}
+    initial = _initial_state(delivery_id, org, spec, now)
+    values = _row_values(initial, org, now)
     try:
         result = await session.execute(
-            insert_ignoring(session.get_bind().dialect.name, table, ["id"])
-            .values(id=delivery_id, organization_id=org, created_at=now, **values)
-            .returning(table.c.id)
+            insert_ignoring(session.get_bind().dialect.name, _DELIVERIES, ["id"])
+            .values(values)
+            .returning(_DELIVERIES.c.id)
         )
         inserted = result.first() is not None
         await session.commit()
@@ -162,19 +232,72 @@ async def create_delivery(
             # The row is there from the first request's commit even if its workflow is still starting.
             return Created(row_state(existing), created=False)
         raise
+    params = _workflow_input(initial, user, settings)
+    if inserted:
+        await _start_new(session, client, params, settings, idempotency_key)
+        return Created(initial, created=True)
+    # A repeat of an earlier request: its workflow is started again in case that request stopped
+    # between its commit and its start (a running or finished one is never started twice).
     try:
         await start_delivery_workflow(client, params, settings.temporal_task_queue)
     except WorkflowAlreadyStartedError:
-        pass  # closed already, so it existed: the replay case
+        pass  # closed already, so it existed
     except RPCError:
-        if inserted and not idempotency_key:
-            await session.execute(delete(DeliveryRow).where(DeliveryRow.id == delivery_id))
+        raise temporal_unavailable() from None
+    row = await session.get(DeliveryRow, delivery_id)
+    return Created(row_state(row) if row is not None else initial, created=False)
+
+
+def _initial_state(
+    delivery_id: uuid.UUID, org: uuid.UUID, spec: DeliverySpec, now: datetime
+) -> DeliveryState:
+    return DeliveryState(
+        delivery_id=str(delivery_id),
+        organization_id=str(org),
+        status=DeliveryStatus.PENDING,
+        spec=spec,
+        created_at=now,
+        updated_at=now,
+        pending_since=now,
+    )
+
+
+def _row_values(initial: DeliveryState, org: uuid.UUID, now: datetime) -> dict[str, Any]:
+    """The projection row of a new delivery (sequence 0): the workflow's own projection overwrites it."""
+    values = {**projection_values(initial), "sequence": 0}
+    return {"id": uuid.UUID(initial.delivery_id), "organization_id": org, "created_at": now, **values}
+
+
+def _workflow_input(initial: DeliveryState, user: CurrentUser, settings: Settings) -> DeliveryInput:
+    assert initial.created_at is not None
+    return DeliveryInput(
+        delivery_id=initial.delivery_id,
+        organization_id=initial.organization_id,
+        spec=initial.spec,
+        created_by=f"{user.role.value}:{user.id}",
+        created_at=initial.created_at,
+        options=options_from(settings),
+    )
+
+
+async def _start_new(
+    session: AsyncSession,
+    client: Client,
+    params: DeliveryInput,
+    settings: Settings,
+    idempotency_key: str | None,
+) -> None:
+    """Start the workflow of a row this request inserted; without Temporal, undo what a retry cannot find."""
+    try:
+        await start_delivery_workflow(client, params, settings.temporal_task_queue)
+    except WorkflowAlreadyStartedError:
+        pass  # cannot happen for a fresh id; kept for symmetry with the replay path
+    except RPCError:
+        if not idempotency_key:
+            # Without a key a retry makes a new delivery: remove the row that has no workflow.
+            await session.execute(delete(DeliveryRow).where(DeliveryRow.id == uuid.UUID(params.delivery_id)))
             await session.commit()
         raise temporal_unavailable() from None
-    if not inserted:
-        row = await session.get(DeliveryRow, delivery_id)
-        return Created(row_state(row) if row is not None else initial, created=False)
-    return Created(initial, created=True)
 
 
 async def start_delivery_workflow(

@@ -25,7 +25,8 @@ from waybill.resources import Resources
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/auth/login")
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
+    # async: FastAPI runs a plain `def` dependency in a worker thread, a thread hop on every request.
     resources: Resources = request.app.state.resources
     return resources
 
