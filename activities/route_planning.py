@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, and_, or_, select, update
 from temporalio import activity
 from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
@@ -243,7 +243,15 @@ class RoutePlanningActivities:
         async with self._r.sessionmaker() as session, session.begin():
             moved = await session.execute(
                 update(RouteRow)
-                .where(RouteRow.id == state.route_id, RouteRow.version < state.version)
+                .where(
+                    RouteRow.id == state.route_id,
+                    or_(
+                        RouteRow.version < state.version,
+                        # A plan applied after the vehicle's route of the day completed starts a new run
+                        # of the same workflow id, whose versions begin at 1 again: it replaces the row.
+                        and_(RouteRow.status == "completed", RouteRow.plan_id != state.plan_id),
+                    ),
+                )
                 .values(**values)
             )
             if moved.rowcount == 0:  # type: ignore[attr-defined]
