@@ -31,7 +31,7 @@ class NearbyVehicleOut(BaseModel):
     name: str
     distance_m: float = Field(ge=0)
     position: VehiclePositionOut | None = Field(
-        default=None, description="null only if the position expired between search and read"
+        default=None, description="null only if the cached entry could not be read"
     )
 
 

@@ -6,6 +6,7 @@ Registered before the vehicles router, so `/vehicles/nearby` is not taken for a 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -42,6 +43,7 @@ from db.repositories.fleet import DriverRepository, VehicleRepository
 from domain.roles import ALL_ROLES, FLEET_WRITERS, Role
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 # Positions reveal where every driver is: staff only. Drivers follow their own deliveries below.
 STAFF = frozenset({Role.ADMIN, Role.DISPATCHER, Role.VIEWER})
 StaffReader = Annotated[CurrentUser, Depends(require_roles(*STAFF))]
@@ -90,14 +92,17 @@ async def nearby(
     org = user.organization_id
     try:
         found = await resources.cache_bus.nearby(org, lat, lon, radius_m, limit)
-    except Exception:
+    except Exception as exc:
+        log.warning("nearby search failed: %s", exc)
         raise cache_unavailable() from None
     # The cache may still hold vehicles deleted since: answer only with ones that exist.
     ids = [n.vehicle_id for n in found]
-    rows = await VehicleRepository(session, org).list(
-        after=None, limit=len(ids), filters=[Vehicle.id.in_(ids)]
+    rows = (
+        await VehicleRepository(session, org).list(after=None, limit=len(ids), filters=[Vehicle.id.in_(ids)])
+        if ids
+        else []
     )
-    vehicles = {v.id: v for v in rows} if ids else {}
+    vehicles = {v.id: v for v in rows}
     kept = [n for n in found if n.vehicle_id in vehicles]
     now = datetime.now(UTC)
     positions = await latest_positions(resources.cache_bus, org, [n.vehicle_id for n in kept], now)
