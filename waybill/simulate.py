@@ -41,6 +41,8 @@ MAX_BACKLOG = 100_000  # unacknowledged positions kept per vehicle while the soc
 POLL_S = 2.0  # how often a parked vehicle asks the API whether its arrival was recorded
 DRAIN_S = 5.0  # at the end: how long to wait for the last acknowledgements
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+RETRIES = 5  # REST calls that failed on the way (transport errors, 502-504)
+TRANSIENT = frozenset({502, 503, 504})
 FINAL = frozenset({"delivered", "returned", "cancelled"})
 Emit = Callable[[str], None]
 
@@ -146,9 +148,20 @@ class DriverApi:
         return self._access
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {await self.token()}"}
-        r = await self.http.request(method, path, headers=headers, **kwargs)
-        return _body(r)
+        """One request; an API restart or a Temporal hiccup (502-504, no connection) is retried a few
+        times. Actions are retried only when nothing reached the server or it answered 5xx."""
+        for attempt in range(RETRIES + 1):
+            try:
+                headers = {"Authorization": f"Bearer {await self.token()}"}
+                r = await self.http.request(method, path, headers=headers, **kwargs)
+            except httpx.TransportError as exc:
+                if attempt == RETRIES or (method != "GET" and not isinstance(exc, httpx.ConnectError)):
+                    raise
+            else:
+                if r.status_code not in TRANSIENT or attempt == RETRIES:
+                    return _body(r)
+            await asyncio.sleep(min(4.0, 0.5 * 2**attempt))
+        raise AssertionError("unreachable")
 
     async def current_route(self) -> dict[str, Any] | None:
         try:
@@ -658,6 +671,8 @@ async def simulate(
             sims.append(VehicleSim(opts, api, route, emit, stopping))
         for email in without:
             emit(f"{email} has no open route: skipped")
+        if stopping.is_set():  # Ctrl-C while signing in
+            return SimulationResult([], True, time.monotonic() - started)
         if not sims:
             raise SimulationError(
                 "none of the drivers has an open route: create deliveries and plan them "
@@ -708,17 +723,30 @@ def format_summary(result: SimulationResult) -> str:
 
 
 async def run(opts: SimulateOptions, emit: Emit = _stdout) -> int:
-    """The command: Ctrl-C (SIGINT) or SIGTERM stops driving, waits for the last acks, prints the summary."""
+    """The command: Ctrl-C (SIGINT) or SIGTERM stops driving, waits for the last acks, prints the summary;
+    a second one stops at once."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+    task = asyncio.create_task(simulate(opts, emit, stopping))
+
+    def on_signal() -> None:
+        if stopping.is_set():
+            task.cancel()
+        stopping.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stopping.set)
+            loop.add_signal_handler(sig, on_signal)
     try:
-        result = await simulate(opts, emit, stopping)
+        result = await task
     except SimulationError as exc:
         sys.stderr.write(f"waybill simulate: {exc}\n")
         return 1
+    except asyncio.CancelledError:
+        if not task.cancelled():
+            raise
+        sys.stderr.write("waybill simulate: stopped at once; unacknowledged positions were dropped\n")
+        return 130
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
