@@ -116,12 +116,17 @@ class Tracker:
         if time.monotonic() - v.route_loaded > ROUTE_TTL_S:
             v.route = await self._load_route(ref.vehicle_id)
             v.route_loaded = time.monotonic()
+            # Arrivals are remembered per route (stop keys are per delivery): a delivery re-attempted on a
+            # later route is detected again, and earlier routes' arrivals are forgotten, not kept forever.
+            here = f"{v.route.route_id}/" if v.route is not None else None
+            v.dwell.fired = {k for k in v.dwell.fired if here is not None and k.startswith(here)}
         if v.route is None:
             return
         nxt = v.route.next_stop
         if nxt is None:
             return
-        target = nxt.key if nxt.kind == "delivery" and nxt.status is StopStatus.PLANNED else None
+        planned = nxt.kind == "delivery" and nxt.status is StopStatus.PLANNED
+        target = f"{v.route.route_id}/{nxt.key}" if planned else None
         if v.dwell.update(target, fix.lat, fix.lon, nxt.lat, nxt.lon, fix.recorded_at):
             await self._arrived(ref, fix, nxt.delivery_id, nxt.key)
         if nxt.status is StopStatus.PLANNED and (
