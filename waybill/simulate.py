@@ -298,6 +298,7 @@ class DriverLink:
         failures = 0
         while not self._closing:
             reason = ""
+            sessions = self._connections
             try:
                 async with connect(self.url, open_timeout=10, close_timeout=2, max_size=2**20) as ws:
                     await self._session(ws)
@@ -316,6 +317,8 @@ class DriverLink:
             self.ready.clear()
             if self._closing:
                 return
+            if self._connections > sessions:  # it was up: start backing off from the shortest delay
+                failures = 0
             delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
             failures += 1
             self.emit(

@@ -9,6 +9,7 @@ from websockets.asyncio.server import ServerConnection
 
 from api.sockets.fanout import Hub, Outbox
 from api.sockets.ingest import Ingest
+from api.sockets.metrics import SocketMetrics
 from api.sockets.tracking import Tracker
 from domain.positions import FilterConfig
 from waybill.resources import Resources
@@ -23,8 +24,9 @@ class Context:
         self.resources = resources
         self.settings = s
         self.closing = False
+        self.metrics = SocketMetrics(engine=lambda: resources.engine)
         self.tracker = Tracker(resources)
-        self.hub = Hub(resources.cache_bus, self.tracker)
+        self.hub = Hub(resources.cache_bus, self.tracker, self.metrics)
         self.ingest = Ingest(
             resources.cache_bus,
             resources.history,
@@ -37,12 +39,15 @@ class Context:
             flush_s=s.tracking_history_flush_ms / 1000,
             publish_s=s.tracking_publish_ms / 1000,
             on_latest=self.tracker.offer,
+            metrics=self.metrics,
         )
+        self.metrics.bind(resources, self.ingest, self.tracker)
         self.outboxes: set[Outbox] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
-    def outbox(self, ws: ServerConnection) -> Outbox:
-        box = Outbox(ws, self.settings.ws_dispatch_max_pending, self.settings.ws_dispatch_max_lag_seconds)
+    def outbox(self, ws: ServerConnection, endpoint: str = "dispatch") -> Outbox:
+        s = self.settings
+        box = Outbox(ws, s.ws_dispatch_max_pending, s.ws_dispatch_max_lag_seconds, self.metrics, endpoint)
         box.start()
         self.outboxes.add(box)
         return box
@@ -54,6 +59,7 @@ class Context:
     def start(self) -> None:
         self.ingest.start()
         self.tracker.start()
+        self.metrics.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="outbox-sweep")
 
     async def _sweep(self) -> None:
@@ -73,3 +79,4 @@ class Context:
             await asyncio.sleep(0.01)
         await self.tracker.stop()
         await self.hub.stop()
+        await self.metrics.stop()

@@ -83,15 +83,18 @@ class DriverProtocol:
         self.listener.outbox.frame(text)
 
     async def open(self) -> None:
-        self.listener = Listener(self.ctx.outbox(self.ws), vehicle_id=self.vehicle_id)
+        self.listener = Listener(self.ctx.outbox(self.ws, "driver"), vehicle_id=self.vehicle_id)
         await self.ctx.hub.join(self.ref.organization_id, self.listener)
+        self.ctx.metrics.endpoints["driver"].connections.inc()
 
     async def close(self) -> None:
         if self.listener is not None:
+            self.ctx.metrics.endpoints["driver"].connections.dec()
             await self.ctx.hub.leave(self.ref.organization_id, self.listener)
             await self.ctx.drop(self.listener.outbox)
 
     async def handle(self, msg: dict[str, Any]) -> None:
+        self.ctx.metrics.endpoints["driver"].frames_in.inc()
         kind = msg["type"]
         if kind == "position":
             raws: list[Any] = [msg]

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from websockets.asyncio.server import ServerConnection
@@ -26,13 +26,25 @@ from api.sockets.frames import CLOSE_TOO_SLOW
 from db.bus.base import Bus
 from domain import channels
 
+if TYPE_CHECKING:
+    from api.sockets.metrics import SocketMetrics
+
 log = logging.getLogger(__name__)
 RESUBSCRIBE_S = 1.0
 
 
 class Outbox:
-    def __init__(self, ws: ServerConnection, max_pending: int, max_lag_s: float) -> None:
+    def __init__(
+        self,
+        ws: ServerConnection,
+        max_pending: int,
+        max_lag_s: float,
+        metrics: SocketMetrics | None = None,
+        endpoint: str = "dispatch",
+    ) -> None:
         self.ws = ws
+        self.metrics = metrics
+        self._sent = metrics.endpoints[endpoint].frames_out if metrics is not None else None
         self.max_pending, self.max_lag_s = max_pending, max_lag_s
         self.positions: dict[str, list[dict[str, Any]]] = {}  # vehicle -> its pending positions, in order
         self.queued = 0  # positions in self.positions
@@ -64,6 +76,8 @@ class Outbox:
             for vehicle, pending in self.positions.items():
                 self.dropped += len(pending) - 1
                 self.positions[vehicle] = pending[-1:]
+            if self.metrics is not None:
+                self.metrics.subscriber_drops.inc(self.queued - len(self.positions))
             self.queued = len(self.positions)
         self.check()
 
@@ -83,6 +97,8 @@ class Outbox:
     def kick(self) -> None:
         """Disconnect a client that fell too far behind; its pending frames are dropped."""
         self.kicked = True
+        if self.metrics is not None:
+            self.metrics.subscriber_disconnects.inc()
         self.positions.clear()
         self.frames.clear()
         log.info("disconnecting a slow socket client (%d positions dropped)", self.dropped)
@@ -109,6 +125,8 @@ class Outbox:
                     for text in frames:
                         await self.ws.send(text)
                     self.busy_since = None
+                    if self._sent is not None:
+                        self._sent.inc(len(frames))
         except ConnectionClosed:
             pass
 
@@ -146,8 +164,11 @@ class RouteObserver(Protocol):
 class OrgFeed:
     """One bus subscription for an organization's positions, deliveries and routes on this replica."""
 
-    def __init__(self, bus: Bus, org: UUID, observer: RouteObserver | None) -> None:
+    def __init__(
+        self, bus: Bus, org: UUID, observer: RouteObserver | None, metrics: SocketMetrics | None = None
+    ) -> None:
         self.bus, self.org, self.observer = bus, org, observer
+        self._fanout = metrics.fanout_seconds if metrics is not None else None
         self.listeners: set[Listener] = set()
         self.ready = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"feed:{org}")
@@ -165,7 +186,10 @@ class OrgFeed:
                 async with self.bus.subscribe(*names) as messages:
                     self.ready.set()
                     async for msg in messages:
+                        started = time.perf_counter()
                         self.dispatch(msg.data)
+                        if self._fanout is not None:
+                            self._fanout.observe(time.perf_counter() - started)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -210,14 +234,16 @@ def _interested(listener: Listener, kind: Any, data: dict[str, Any], vehicle: st
 class Hub:
     """The organizations' feeds on this replica, each alive while a client of it is connected."""
 
-    def __init__(self, bus: Bus, observer: RouteObserver | None = None) -> None:
-        self.bus, self.observer = bus, observer
+    def __init__(
+        self, bus: Bus, observer: RouteObserver | None = None, metrics: SocketMetrics | None = None
+    ) -> None:
+        self.bus, self.observer, self.metrics = bus, observer, metrics
         self.feeds: dict[UUID, OrgFeed] = {}
 
     async def join(self, org: UUID, listener: Listener, timeout: float = 5.0) -> None:
         feed = self.feeds.get(org)
         if feed is None:
-            feed = self.feeds[org] = OrgFeed(self.bus, org, self.observer)
+            feed = self.feeds[org] = OrgFeed(self.bus, org, self.observer, self.metrics)
         feed.listeners.add(listener)
         await asyncio.wait_for(feed.ready.wait(), timeout)
 

@@ -18,17 +18,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from db.bus.base import CacheBus, LatestItem
 from db.history.base import HistoryStore, Position
 from domain import channels
 from domain.positions import FilterConfig, Fix, Reject, VehicleTrack
+
+if TYPE_CHECKING:
+    from api.sockets.metrics import SocketMetrics
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,7 @@ class _Generation:
     positions: list[Position] = field(default_factory=list)
     acks: list[tuple[Ack, list[int], list[tuple[int, str]]]] = field(default_factory=list)
     stored: bool = False
+    opened: float = 0.0  # monotonic time of its first frame (waybill_position_ingest_seconds)
 
 
 @dataclass
@@ -98,8 +103,10 @@ class Ingest:
         publish_s: float,
         on_latest: Callable[[VehicleRef, Fix], None] | None = None,
         max_buffered: int | None = None,
+        metrics: SocketMetrics | None = None,
     ) -> None:
         self.bus, self.history, self.cfg = cache_bus, history, cfg
+        self.metrics = metrics
         self.batch, self.flush_s, self.publish_s = batch, flush_s, publish_s
         self.on_latest = on_latest
         self.max_buffered = max_buffered or batch * 20
@@ -162,6 +169,8 @@ class Ingest:
         seqs = [seq for seq, _ in invalid]
         filtered = list(invalid)
         gen = self._current
+        if not gen.acks:
+            gen.opened = time.monotonic()
         before = len(gen.positions)
         newest: tuple[Fix, dict[str, Any]] | None = None
         stats = self.stats
@@ -245,9 +254,15 @@ class Ingest:
             while True:
                 try:
                     if gen.positions:
+                        started = time.perf_counter()
                         self.stats.stored += await self.history.append_positions(gen.positions)
+                        if self.metrics is not None:
+                            self.metrics.history_flush_seconds.observe(time.perf_counter() - started)
+                            self.metrics.history_batch_size.observe(len(gen.positions))
                     break
                 except Exception as exc:
+                    if self.metrics is not None:
+                        self.metrics.history_failures.inc()
                     if self._closing and not forever:
                         return  # stop() retries it
                     log.error("history write of %d positions failed, retrying: %s", len(gen.positions), exc)
@@ -259,6 +274,8 @@ class Ingest:
         while self._queue and self._queue[0].stored:
             gen = self._queue.popleft()
             self._buffered -= len(gen.positions)
+            if self.metrics is not None and gen.acks:
+                self.metrics.ingest_seconds.observe(time.monotonic() - gen.opened)
             for ack, seqs, filtered in gen.acks:
                 try:
                     ack(seqs, filtered)

@@ -74,6 +74,8 @@ class SocketServer:
         path = request.path.split("?", 1)[0]
         if path == "/health":
             return _plain(HTTPStatus.OK, "ok\n")
+        if path == "/metrics":
+            return self.ctx.metrics.response()
         if path not in PATH_ROLES:
             return _plain(HTTPStatus.NOT_FOUND, f"no socket at {path}; use /ws/driver or /ws/dispatch\n")
         origin = request.headers.get("Origin")

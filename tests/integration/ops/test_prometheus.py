@@ -1,7 +1,7 @@
-"""A real Prometheus server (Debian's package) scrapes the API, the worker and the Temporal SDK while
-deliveries flow; the key series have non-zero values in its query API, and every metric name the
-dashboards and alert rules use is among what it scraped, except the socket server's, which it does
-not export yet (listed below: the test fails when that changes, so the list is kept honest)."""
+"""A real Prometheus server (Debian's package) scrapes the API, the socket server, the worker and the
+Temporal SDK while deliveries flow and a driver streams positions to a subscribed dispatcher; the key
+series have non-zero values in its query API, and every metric name the dashboards and alert rules
+use is among what it scraped."""
 
 from __future__ import annotations
 
@@ -20,31 +20,29 @@ import pytest
 from temporalio import workflow
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from websockets.asyncio.client import ClientConnection
 
 from domain.roles import Role
 from domain.route_plans import PlanRequest
+from tests.integration.sockets.support import (
+    driver_token,
+    fix,
+    make_fleet,
+    open_socket,
+    recv_until,
+    staff_token,
+    track,
+)
 from tests.support import PASSWORD, free_port, make_tenant, test_settings
 from tests.unit.test_monitoring_files import metric_names
 from waybill.resources import Resources
-from waybill.services import ApiService, WorkerService
+from waybill.services import ApiService, SocketService, WorkerService
 from workers.client import TemporalConnector
 from workers.metrics import sdk_metrics_runtime
 from workflows.route_plan import RoutePlanWorkflow, plan_workflow_id
 
 PROMETHEUS = shutil.which("prometheus")
-# Used by deploy/grafana and deploy/prometheus, to be exported by the socket server (issue 8 open).
-SOCKET_METRICS_PENDING = {
-    "waybill_socket_connections",
-    "waybill_socket_frames_total",
-    "waybill_positions_total",
-    "waybill_position_ingest_seconds_bucket",
-    "waybill_subscriber_drops_total",
-    "waybill_subscriber_disconnects_total",
-    "waybill_history_flush_seconds_bucket",
-    "waybill_history_batch_size_sum",
-    "waybill_history_batch_size_count",
-    "waybill_fanout_seconds_bucket",
-}
+POSITIONS = 20
 pytestmark = pytest.mark.skipif(
     PROMETHEUS is None, reason="needs Debian's prometheus package (CI installs it)"
 )
@@ -100,7 +98,7 @@ async def query(http: httpx.AsyncClient, url: str, promql: str) -> float:
 async def test_prometheus_scrapes_every_process_and_finds_the_series_in_use(
     sqlite_url: str, dev_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
-    ports = {"api": free_port(), "worker": free_port(), "sdk": free_port()}
+    ports = {"api": free_port(), "sockets": free_port(), "worker": free_port(), "sdk": free_port()}
     settings = test_settings(
         database_url=sqlite_url,
         data_dir=tmp_path,
@@ -118,6 +116,7 @@ async def test_prometheus_scrapes_every_process_and_finds_the_series_in_use(
     services = [
         WorkerService(resources, ["default", "routing"]),
         ApiService(resources, "127.0.0.1", ports["api"]),
+        SocketService(resources, "127.0.0.1", ports["sockets"]),
     ]
     services[0].metrics_server.interval_s = 0.5  # type: ignore[attr-defined]
     jobs = {f"waybill-{name}": port for name, port in ports.items()}
@@ -144,6 +143,8 @@ async def test_prometheus_scrapes_every_process_and_finds_the_series_in_use(
         base = f"http://127.0.0.1:{ports['api']}"
         async with httpx.AsyncClient(timeout=10) as http:
             await drive(http, base, tenant.emails[Role.DISPATCHER])
+            for ws in await stream_positions(resources, f"ws://127.0.0.1:{ports['sockets']}"):
+                stack.push_async_callback(ws.close)  # open while Prometheus scrapes: connections > 0
             async with prometheus(jobs, tmp_path) as prom:
                 wanted = {
                     'sum(waybill_http_requests_total{route="/api/v1/deliveries",status="201"})': 3,
@@ -152,7 +153,18 @@ async def test_prometheus_scrapes_every_process_and_finds_the_series_in_use(
                     "sum(waybill_dependency_up)": 3,
                     "sum(temporal_workflow_task_execution_failed)": 1,
                     'sum(waybill_activity_failures_total{activity="load_routing_problem"})': 1,
-                    'sum(up{job=~"waybill-.*"})': 3,
+                    'sum(up{job=~"waybill-.*"})': 4,
+                    'sum(waybill_socket_connections{job="waybill-sockets"})': 2,
+                    'sum(waybill_socket_frames_total{endpoint="driver",direction="in"})': 2,
+                    'sum(waybill_socket_frames_total{endpoint="dispatch",direction="out"})': 2,
+                    'sum(waybill_positions_total{outcome="accepted"})': POSITIONS,
+                    'sum(waybill_positions_total{outcome="filtered",reason="inaccurate"})': 1,
+                    "sum(waybill_position_ingest_seconds_count)": 1,
+                    "sum(waybill_history_flush_seconds_count)": 1,
+                    "sum(waybill_history_batch_size_sum)": POSITIONS,
+                    "sum(waybill_fanout_seconds_count)": 1,
+                    'sum(waybill_dependency_up{job="waybill-sockets"})': 4,
+                    'sum(process_resident_memory_bytes{job="waybill-sockets"})': 1,
                 }
                 values: dict[str, float] = {}
                 for _ in range(60):
@@ -164,7 +176,29 @@ async def test_prometheus_scrapes_every_process_and_finds_the_series_in_use(
                 r = await http.get(f"{prom}/api/v1/label/__name__/values")
                 scraped = set(r.json()["data"])
     missing = metric_names() - scraped
-    assert missing == SOCKET_METRICS_PENDING, f"used in deploy/ but never scraped: {sorted(missing)}"
+    assert not missing, f"used in deploy/ but never scraped: {sorted(missing)}"
+
+
+async def stream_positions(resources: Resources, url: str) -> list[ClientConnection]:
+    """A dispatcher subscribed to the fleet; its driver sends POSITIONS positions and one inaccurate
+    one, all acknowledged, and the dispatcher receives the accepted ones. Both sockets stay open."""
+    fleet = await make_fleet(resources.sessionmaker, 1)
+    dispatcher, _ = await open_socket(f"{url}/ws/dispatch", staff_token(resources.tokens, fleet))
+    await dispatcher.send(json.dumps({"type": "subscribe", "topic": "fleet"}))
+    await recv_until(dispatcher, "subscribed")
+    driver, _ = await open_socket(f"{url}/ws/driver", driver_token(resources.tokens, fleet, 0))
+    points = track(POSITIONS)
+    for p in points[:2]:
+        await driver.send(json.dumps({"type": "position", **p}))
+    await driver.send(json.dumps({"type": "positions", "positions": points[2:]}))
+    await driver.send(json.dumps({"type": "position", **fix(POSITIONS + 1, 52.6, 13.4, accuracy_m=900.0)}))
+    acked: set[int] = set()
+    while len(acked) < POSITIONS + 1:
+        acked.update((await recv_until(driver, "ack"))["seqs"])
+    received = 0
+    while received < POSITIONS:
+        received += len((await recv_until(dispatcher, "positions"))["positions"])
+    return [driver, dispatcher]
 
 
 async def drive(http: httpx.AsyncClient, base: str, email: str) -> str:

@@ -1,0 +1,234 @@
+"""Prometheus metrics of the socket server (`waybill sockets`): a registry of its own (one per
+process, like the API's and the worker's), served as `GET /metrics` on the socket port.
+
+Cheap by construction, since ingest takes tens of thousands of positions a second:
+
+- nothing per position: position outcomes are read at scrape time from the counts the pipeline
+  keeps anyway (`Ingest.stats`), tracking events from `Tracker.stats`;
+- one counter increment per frame received, one per outbox wake-up for the frames it sends;
+- one histogram observation per history write, per acknowledged generation, per bus message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.ext.asyncio import AsyncEngine
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+
+from domain.positions import Reject
+from waybill.process_metrics import add_process_collectors
+
+if TYPE_CHECKING:
+    from api.sockets.ingest import Ingest
+    from api.sockets.tracking import Tracker
+    from waybill.resources import Resources
+
+ENDPOINTS = ("driver", "dispatch")
+DEPENDENCY_CHECK_S = 5.0  # at most one round of dependency checks this often, started by a scrape
+DEPENDENCY_TIMEOUT_S = 3.0
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointMetrics:
+    """The series of one endpoint (`driver` or `dispatch`), labelled once rather than per frame."""
+
+    connections: Gauge
+    frames_in: Counter
+    frames_out: Counter
+
+
+class SocketMetrics:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        engine: Callable[[], AsyncEngine | None] = lambda: None,
+    ) -> None:
+        self.registry = registry = registry or CollectorRegistry()
+        add_process_collectors(registry, engine)
+        connections = Gauge(
+            "waybill_socket_connections",
+            "Open authenticated sockets, by endpoint",
+            ["endpoint"],
+            registry=registry,
+        )
+        frames = Counter(
+            "waybill_socket_frames_total",
+            "WebSocket frames, by endpoint and direction: in = handled by the endpoint's protocol "
+            "(positions, subscriptions), out = sent to clients",
+            ["endpoint", "direction"],
+            registry=registry,
+        )
+        self.endpoints = {
+            name: EndpointMetrics(
+                connections.labels(name), frames.labels(name, "in"), frames.labels(name, "out")
+            )
+            for name in ENDPOINTS
+        }
+        self.ingest_seconds = Histogram(
+            "waybill_position_ingest_seconds",
+            "From the first frame of a history batch to the acknowledgement of all its positions "
+            "(stored in history), one observation per batch",
+            registry=registry,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.history_flush_seconds = Histogram(
+            "waybill_history_flush_seconds",
+            "Duration of one successful write of a batch of positions to the history store",
+            registry=registry,
+            buckets=WRITE_BUCKETS,
+        )
+        self.history_batch_size = Histogram(
+            "waybill_history_batch_size",
+            "Positions per history write",
+            registry=registry,
+            buckets=BATCH_BUCKETS,
+        )
+        self.history_failures = Counter(
+            "waybill_history_write_failures_total",
+            "History writes that failed (each is retried until it succeeds)",
+            registry=registry,
+        )
+        self.fanout_seconds = Histogram(
+            "waybill_fanout_seconds",
+            "Time to hand one bus message to the outboxes of every interested client on this replica",
+            registry=registry,
+            buckets=FANOUT_BUCKETS,
+        )
+        self.subscriber_drops = Counter(
+            "waybill_subscriber_drops_total",
+            "Positions a slow client never received: older positions of a vehicle replaced by its newest",
+            registry=registry,
+        )
+        self.subscriber_disconnects = Counter(
+            "waybill_subscriber_disconnects_total",
+            "Clients disconnected (4429) for falling too far behind",
+            registry=registry,
+        )
+        self.dependency_up = Gauge(
+            "waybill_dependency_up",
+            "1 if the dependency answered the last check (started by a scrape, at most every "
+            f"{DEPENDENCY_CHECK_S:g} s), else 0",
+            ["dependency"],
+            registry=registry,
+        )
+        self._resources: Resources | None = None
+        self._checked_at = -1e9
+        self._check: asyncio.Task[None] | None = None
+
+    def bind(self, resources: Resources, ingest: Ingest, tracker: Tracker) -> None:
+        """Read the pipeline's own counts at scrape time, and check these resources' dependencies."""
+        self._resources = resources
+        self.registry.register(_PipelineCollector(ingest, tracker))
+
+    # GET /metrics --------------------------------------------------------------------------------
+
+    def response(self) -> Response:
+        """The registry in Prometheus' text format. Runs on the event loop (websockets'
+        process_request), so it also starts the next dependency check, whose verdict the next
+        scrape reports: a scrape never waits on a dependency."""
+        if self._resources is not None and self._check is None:
+            if time.monotonic() - self._checked_at >= DEPENDENCY_CHECK_S:
+                self._checked_at = time.monotonic()
+                self._check = asyncio.get_running_loop().create_task(
+                    self._check_dependencies(self._resources), name="socket-metrics-dependencies"
+                )
+        body = generate_latest(self.registry)
+        headers = Headers([("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
+        return Response(200, "OK", headers, body)
+
+    def start(self) -> None:
+        """First dependency check, so the first scrape already has a verdict."""
+        if self._resources is not None:
+            self._checked_at = time.monotonic()
+            self._check = asyncio.get_running_loop().create_task(
+                self._check_dependencies(self._resources), name="socket-metrics-dependencies"
+            )
+
+    async def stop(self) -> None:
+        if self._check is not None:
+            self._check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._check
+
+    async def _check_dependencies(self, resources: Resources) -> None:
+        from api.readiness import readiness  # the checks /ready makes on the API
+
+        try:
+            verdicts = await readiness(resources)
+            try:
+                await asyncio.wait_for(resources.history.ping(), DEPENDENCY_TIMEOUT_S)
+                verdicts["history"] = True
+            except Exception:
+                verdicts["history"] = False
+            for name, ok in verdicts.items():
+                self.dependency_up.labels(name).set(1 if ok else 0)
+        finally:
+            self._check = None
+
+
+class _PipelineCollector(Collector):
+    """Counts the ingest pipeline and the tracker keep as plain integers, exported at scrape time."""
+
+    def __init__(self, ingest: Ingest, tracker: Tracker) -> None:
+        self.ingest, self.tracker = ingest, tracker
+
+    def collect(self) -> Iterable[Metric]:
+        s = self.ingest.stats
+        positions = CounterMetricFamily(
+            "waybill_positions",
+            "Positions received, by outcome (accepted, filtered) and, for filtered ones, the reason "
+            "(invalid: malformed or not finite, refused before the filters)",
+            labels=["outcome", "reason"],
+        )
+        positions.add_metric(["accepted", ""], s.accepted)
+        filtered = {r.value: 0 for r in Reject} | s.filtered
+        # Malformed or non-finite ones are refused by the driver protocol before the filters.
+        invalid = s.received - s.accepted - sum(s.filtered.values())
+        filtered["invalid"] = filtered.get("invalid", 0) + invalid
+        for reason, n in filtered.items():
+            positions.add_metric(["filtered", reason], n)
+        yield positions
+        stored = CounterMetricFamily("waybill_positions_stored", "Positions written to the history store")
+        stored.add_metric([], s.stored)
+        yield stored
+        t = self.tracker.stats
+        events = CounterMetricFamily(
+            "waybill_tracking_events",
+            "Tracking events from the positions: arrivals at stops, ETA updates, depot geofence crossings",
+            labels=["kind"],
+        )
+        events.add_metric(["arrival"], t.arrivals)
+        events.add_metric(["eta"], t.etas)
+        events.add_metric(["geofence"], t.geofence)
+        yield events
+        errors = CounterMetricFamily(
+            "waybill_tracking_errors", "Tracking evaluations or workflow signals that failed"
+        )
+        errors.add_metric([], t.errors)
+        yield errors
+        vehicles = GaugeMetricFamily(
+            "waybill_ingest_vehicles", "Vehicles whose track (filter state) this replica holds"
+        )
+        vehicles.add_metric([], len(self.ingest.tracks))
+        yield vehicles
