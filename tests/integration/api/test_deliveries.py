@@ -9,6 +9,9 @@ from typing import Any
 
 import httpx
 
+from api.delivery_service import request_hash
+from api.schemas.deliveries import DeliveryCreate
+from db.models import IdempotencyKey
 from tests.integration.api.conftest import Fleet, LoginFn
 from tests.integration.api.test_auth import assert_problem
 
@@ -155,6 +158,51 @@ async def test_same_idempotency_key_concurrently_makes_one_delivery(
     # A different body under the same key is refused rather than silently ignored.
     other = await http.post("/api/v1/deliveries", headers=headers, json=body(priority=9))
     assert_problem(other, 422, "idempotency_key_reused")
+
+
+async def test_a_new_delivery_is_readable_and_listed_at_once(http: httpx.AsyncClient, fleet: Fleet) -> None:
+    """The create writes the pending row itself: a read or list right after never misses it."""
+    for headers in (fleet.dispatcher, {**fleet.dispatcher, "Idempotency-Key": f"rw-{uuid.uuid4()}"}):
+        created = await http.post("/api/v1/deliveries", headers=headers, json=body())
+        assert created.status_code == 201, created.text
+        did = created.json()["id"]
+        read = await http.get(f"/api/v1/deliveries/{did}", headers=fleet.dispatcher)
+        assert read.status_code == 200, read.text
+        assert read.json()["status"] in ("pending", "assigned")
+        listed = await http.get("/api/v1/deliveries", headers=fleet.dispatcher, params={"limit": 100})
+        assert did in {d["id"] for d in listed.json()["items"]}
+
+
+async def test_a_claimed_key_without_its_row_is_completed_by_a_retry(
+    http: httpx.AsyncClient, fleet: Fleet, api_resources: Any
+) -> None:
+    """A request that stopped between its claim and its row (SQLite writes them one after the other):
+    the retry with the same key writes the row and starts the one workflow, under the claimed id."""
+    payload = body()
+    key = f"half-{uuid.uuid4()}"
+    claimed = uuid.uuid4()
+    async with api_resources.sessionmaker() as session:
+        session.add(
+            IdempotencyKey(
+                organization_id=fleet.tenant.organization_id,
+                key=key,
+                request_hash=request_hash(DeliveryCreate.model_validate(payload)),
+                delivery_id=claimed,
+            )
+        )
+        await session.commit()
+    headers = {**fleet.dispatcher, "Idempotency-Key": key}
+    retry = await http.post("/api/v1/deliveries", headers=headers, json=payload)
+    assert retry.status_code in (200, 201), retry.text
+    assert retry.json()["id"] == str(claimed)
+    again = await http.post("/api/v1/deliveries", headers=headers, json=payload)
+    assert again.status_code == 200
+    assert again.json()["id"] == str(claimed)
+    read = await http.get(f"/api/v1/deliveries/{claimed}", headers=fleet.dispatcher)
+    assert read.status_code == 200, read.text
+    client = await api_resources.temporal.get()
+    runs = [w async for w in client.list_workflows(f"WorkflowId = 'delivery-{claimed}'")]
+    assert len(runs) == 1
 
 
 async def test_external_ref_returns_the_same_delivery(http: httpx.AsyncClient, fleet: Fleet) -> None:
