@@ -640,6 +640,8 @@ async def simulate(
     """Run the simulation until every route is done, `duration_s` passed or `stopping` is set."""
     if opts.vehicles < 1 or opts.rate_hz <= 0 or opts.speed_kmh <= 0:
         raise SimulationError("--vehicles, --rate and --speed-kmh must be positive")
+    if opts.vehicles > 1 and "{n}" not in opts.driver_email:
+        raise SimulationError("--driver-email needs {n} (the driver's number) to simulate several vehicles")
     stopping = stopping or asyncio.Event()
     started = time.monotonic()
     limits = httpx.Limits(max_connections=max(10, opts.vehicles * 2))
