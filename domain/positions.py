@@ -70,7 +70,12 @@ def _finite(value: float | None) -> bool:
 def static_check(fix: Fix, now: datetime, cfg: FilterConfig) -> Reject | None:
     """Rules that need no other fix."""
     lat, lon = fix.lat, fix.lon
-    if not (_finite(lat) and _finite(lon)) or abs(lat) > GEO_MAX_LAT or abs(lon) > 180.0:
+    try:
+        # Every comparison with NaN is false, so non-finite coordinates fail the range test as well.
+        in_range = -GEO_MAX_LAT <= lat <= GEO_MAX_LAT and -180.0 <= lon <= 180.0
+    except TypeError:
+        in_range = False
+    if not in_range:
         return Reject.OUT_OF_RANGE
     if lat == 0.0 and lon == 0.0:
         return Reject.NULL_ISLAND
@@ -79,15 +84,28 @@ def static_check(fix: Fix, now: datetime, cfg: FilterConfig) -> Reject | None:
         return Reject.FUTURE
     if age > cfg.max_age_s:
         return Reject.TOO_OLD
-    if not all(_finite(v) for v in (fix.accuracy_m, fix.speed_mps, fix.heading_deg)):
+    accuracy, speed, heading = fix.accuracy_m, fix.speed_mps, fix.heading_deg
+    if (
+        (accuracy is not None and not _finite(accuracy))
+        or (speed is not None and not _finite(speed))
+        or (heading is not None and not _finite(heading))
+    ):
         return Reject.OUT_OF_RANGE
-    if fix.accuracy_m is not None and (fix.accuracy_m < 0 or fix.accuracy_m > cfg.max_accuracy_m):
+    if accuracy is not None and (accuracy < 0 or accuracy > cfg.max_accuracy_m):
         return Reject.INACCURATE
     return None
 
 
 def distance_m(a_lat: float, a_lon: float, b_lat: float, b_lon: float) -> float:
     return haversine_m(LatLon(a_lat, a_lon), LatLon(b_lat, b_lon))
+
+
+def _haversine_m(a_lat: float, a_lon: float, b_lat: float, b_lon: float) -> float:
+    """`domain.geo.haversine_m` on coordinates already checked (the filter's hot path)."""
+    p1, p2 = math.radians(a_lat), math.radians(b_lat)
+    dl = math.radians(b_lon - a_lon)
+    h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
 @dataclass
@@ -111,28 +129,31 @@ class VehicleTrack:
         if reason is not None:
             return reason
         t = fix.t
-        i = bisect.bisect_left(self.times, t)
-        if i < len(self.times) and self.times[i] == t:
+        times, fixes = self.times, self.fixes
+        n = len(times)
+        i = bisect.bisect_left(times, t)
+        if i < n and times[i] == t:
             return Reject.DUPLICATE  # one vehicle has one position at one instant
-        if i == 0 and len(self.fixes) >= self.cfg.window:
+        if i == 0 and n >= self.cfg.window:
             return Reject.TOO_OLD  # older than everything remembered: its true neighbour is unknown
-        for j in (i - 1, i):
-            if 0 <= j < len(self.fixes) and not self._plausible(self.fixes[j], fix):
-                return Reject.IMPLAUSIBLE_SPEED
-        self._insert(i, fix)
+        if (i > 0 and not self._plausible(fixes[i - 1], times[i - 1], fix, t)) or (
+            i < n and not self._plausible(fixes[i], times[i], fix, t)
+        ):
+            return Reject.IMPLAUSIBLE_SPEED
+        self._insert(i, fix, t)
         if self.latest is None or t > self.latest.t:
             self.latest = fix
         return None
 
-    def _plausible(self, a: Fix, b: Fix) -> bool:
-        dt = abs(a.t - b.t)
-        d = distance_m(a.lat, a.lon, b.lat, b.lon)
+    def _plausible(self, a: Fix, a_t: float, b: Fix, b_t: float) -> bool:
+        dt = abs(a_t - b_t)
+        d = _haversine_m(a.lat, a.lon, b.lat, b.lon)
         # Positions are uncertain by their accuracy; never judge a jump smaller than that.
         slack = (a.accuracy_m or 0.0) + (b.accuracy_m or 0.0)
         return max(0.0, d - slack) <= self.cfg.max_speed_mps * max(dt, 1e-3)
 
-    def _insert(self, i: int, fix: Fix) -> None:
-        self.times.insert(i, fix.t)
+    def _insert(self, i: int, fix: Fix, t: float | None = None) -> None:
+        self.times.insert(i, fix.t if t is None else t)
         self.fixes.insert(i, fix)
         if len(self.fixes) > self.cfg.window:
             del self.times[0], self.fixes[0]

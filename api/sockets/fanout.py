@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
@@ -69,8 +70,13 @@ class Outbox:
         return self.queued + len(self.frames)
 
     def position(self, p: dict[str, Any]) -> None:
-        self.positions.setdefault(p["vehicle_id"], []).append(p)
-        self.queued += 1
+        self.add_positions((p,))
+
+    def add_positions(self, batch: Sequence[dict[str, Any]]) -> None:
+        """Queue positions in order: one overflow check and one wake-up for the lot."""
+        for p in batch:
+            self.positions.setdefault(p["vehicle_id"], []).append(p)
+        self.queued += len(batch)
         if self.queued > self.max_pending and self.busy_since is not None:
             # Falling behind: keep only the newest position of each vehicle. Bounded by the fleet size.
             for vehicle, pending in self.positions.items():
@@ -200,11 +206,16 @@ class OrgFeed:
     def dispatch(self, data: dict[str, Any]) -> None:
         kind = data.get("type")
         if kind == "positions":
-            for p in data.get("positions", ()):
-                vehicle = p.get("vehicle_id")
-                for listener in self.listeners:
-                    if listener.dispatcher and listener.wants_vehicle(vehicle):
-                        listener.outbox.position(p)
+            # Positions go to dispatchers only. Every driver of the organization on this replica is a
+            # listener too, so the listeners are looked at once per message, not once per position.
+            positions = data.get("positions", ())
+            for listener in self.listeners:
+                if not listener.dispatcher:
+                    continue
+                if listener.fleet:
+                    listener.outbox.add_positions(positions)
+                elif wanted := [p for p in positions if listener.wants_vehicle(p.get("vehicle_id"))]:
+                    listener.outbox.add_positions(wanted)
             return
         vehicle = data.get("vehicle_id")
         if kind == "route.changed" and self.observer is not None and vehicle:

@@ -271,16 +271,26 @@ class Ingest:
         self._release()
 
     def _release(self) -> None:
+        # One ack per socket for everything released together (a phone's frames stored in the same
+        # write): an ack frame costs the server about as much as the position it acknowledges.
+        acks: dict[Ack, tuple[list[int], list[tuple[int, str]]]] = {}
         while self._queue and self._queue[0].stored:
             gen = self._queue.popleft()
             self._buffered -= len(gen.positions)
             if self.metrics is not None and gen.acks:
                 self.metrics.ingest_seconds.observe(time.monotonic() - gen.opened)
             for ack, seqs, filtered in gen.acks:
-                try:
-                    ack(seqs, filtered)
-                except Exception:
-                    log.exception("ack failed")
+                merged = acks.get(ack)
+                if merged is None:
+                    acks[ack] = (seqs, filtered)
+                else:
+                    merged[0].extend(seqs)
+                    merged[1].extend(filtered)
+        for ack, (seqs, filtered) in acks.items():
+            try:
+                ack(seqs, filtered)
+            except Exception:
+                log.exception("ack failed")
         if self._buffered < self.max_buffered:
             self._room.set()
 

@@ -17,6 +17,22 @@ from db.upsert import insert_ignoring
 # 12 bound columns per row: stays far below SQLite's 32766 and PostgreSQL's 65535 parameters.
 INSERT_CHUNK = 500
 
+# PostgreSQL: one statement per batch whatever its size, with one array parameter per column. Its text
+# never changes, so neither SQLAlchemy nor psycopg parse or compile it again; a multi-row VALUES
+# statement differs with every row count and cost more CPU to build than the write itself (about
+# 0.3 ms per position, on the socket server's event loop). DO NOTHING also skips repeats within the
+# batch; the command tag counts exactly the inserted rows. Parameters go in binary (`%b`): psycopg
+# dumps binary arrays in C, text arrays element by element in Python (about 10x the CPU).
+_PG_APPEND_POSITIONS = """
+INSERT INTO position_history (organization_id, vehicle_id, driver_id, seq, recorded_at, received_at,
+                              lat, lon, accuracy_m, speed_mps, heading_deg)
+SELECT o, v, d, s, r, %(received_at)b, la, lo, a, sp, h
+FROM unnest(%(o)b::uuid[], %(v)b::uuid[], %(d)b::uuid[], %(s)b::int8[], %(r)b::timestamptz[],
+            %(la)b::float8[], %(lo)b::float8[], %(a)b::float8[], %(sp)b::float8[], %(h)b::float8[])
+     AS t(o, v, d, s, r, la, lo, a, sp, h)
+ON CONFLICT (vehicle_id, recorded_at, seq) DO NOTHING
+"""
+
 _POSITION_KEY = ["vehicle_id", "recorded_at", "seq"]
 _EVENT_KEY = ["workflow_id", "sequence"]
 
@@ -34,32 +50,59 @@ class SqlHistoryStore:
         if not unique:
             return 0
         received_at = utcnow()
-        rows = [
-            {
-                "organization_id": p.organization_id,
-                "vehicle_id": p.vehicle_id,
-                "driver_id": p.driver_id,
-                "seq": p.seq,
-                "recorded_at": p.recorded_at,
-                "received_at": received_at,
-                "lat": p.lat,
-                "lon": p.lon,
-                "accuracy_m": p.accuracy_m,
-                "speed_mps": p.speed_mps,
-                "heading_deg": p.heading_deg,
-            }
-            for p in unique
-        ]
         table = PositionRow.__table__
         assert isinstance(table, Table)
         stored = 0
         async with self._sessionmaker() as session, session.begin():
-            base = insert_ignoring(self._dialect(session), table, _POSITION_KEY)
+            dialect = self._dialect(session)
+            if dialect == "postgresql":
+                return await self._append_positions_pg(session, unique, received_at)
+            rows = [
+                {
+                    "organization_id": p.organization_id,
+                    "vehicle_id": p.vehicle_id,
+                    "driver_id": p.driver_id,
+                    "seq": p.seq,
+                    "recorded_at": p.recorded_at,
+                    "received_at": received_at,
+                    "lat": p.lat,
+                    "lon": p.lon,
+                    "accuracy_m": p.accuracy_m,
+                    "speed_mps": p.speed_mps,
+                    "heading_deg": p.heading_deg,
+                }
+                for p in unique
+            ]
+            base = insert_ignoring(dialect, table, _POSITION_KEY)
             for start in range(0, len(rows), INSERT_CHUNK):
                 # RETURNING counts exactly the inserted rows; rowcount is unreliable for INSERTs.
                 stmt = base.values(rows[start : start + INSERT_CHUNK]).returning(table.c.id)
                 stored += len((await session.execute(stmt)).all())
         return stored
+
+    @staticmethod
+    async def _append_positions_pg(
+        session: AsyncSession, batch: Sequence[Position], received_at: datetime
+    ) -> int:
+        params = {
+            "received_at": received_at,
+            "o": [p.organization_id for p in batch],
+            "v": [p.vehicle_id for p in batch],
+            "d": [p.driver_id for p in batch],
+            "s": [p.seq for p in batch],
+            "r": [p.recorded_at for p in batch],
+            "la": [p.lat for p in batch],
+            "lo": [p.lon for p in batch],
+            "a": [p.accuracy_m for p in batch],
+            "sp": [p.speed_mps for p in batch],
+            "h": [p.heading_deg for p in batch],
+        }
+        raw = await (await session.connection()).get_raw_connection()
+        pg = raw.driver_connection  # psycopg's AsyncConnection, inside the session's transaction
+        assert pg is not None
+        async with pg.cursor() as cursor:
+            await cursor.execute(_PG_APPEND_POSITIONS, params)
+            return max(0, int(cursor.rowcount))
 
     async def positions(
         self, organization_id: UUID, vehicle_id: UUID, since: datetime, until: datetime, limit: int = 1000
