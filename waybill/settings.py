@@ -164,6 +164,18 @@ class Settings(BaseSettings):
     ws_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     ws_dispatch_max_pending: int = Field(default=1000, ge=10)
     ws_dispatch_max_lag_seconds: float = Field(default=10.0, gt=0)
+    # Socket limits (docs/security.md "Sockets"): frames per second per connection, a token bucket
+    # with bursts (0 turns it off); refused frames within 10 s that close a connection as a flood
+    # (4420; 0: never); open connections per user, across replicas with Redis (4409; 0: no cap);
+    # how long a crashed replica's connections keep counting in Redis.
+    ws_driver_frames_per_second: float = Field(default=50.0, ge=0)
+    ws_driver_frame_burst: int = Field(default=100, ge=1)
+    ws_dispatch_frames_per_second: float = Field(default=20.0, ge=0)
+    ws_dispatch_frame_burst: int = Field(default=200, ge=1)
+    ws_flood_refused_frames: int = Field(default=200, ge=0)
+    ws_driver_max_connections: int = Field(default=3, ge=0)
+    ws_staff_max_connections: int = Field(default=5, ge=0)
+    ws_connection_lease_seconds: float = Field(default=60.0, ge=3)
 
     # Live tracking
     tracking_max_accuracy_m: float = Field(default=100.0, gt=0)

@@ -12,6 +12,10 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_TOKEN_EXPIRED = 4419
 CLOSE_NO_VEHICLE = 4404  # a driver with no vehicle has nothing to report positions for
 CLOSE_TOO_SLOW = 4429  # a dispatcher that fell too far behind the stream
+CLOSE_TOO_MANY_CONNECTIONS = 4409  # the user already holds the most sockets they may open
+CLOSE_FLOOD = 4420  # kept sending frames while they were refused over the rate limit
+# Standard codes the websockets library sends by itself: 1009 (a frame over WAYBILL_WS_MAX_FRAME_BYTES),
+# 1011 (a server error), 1001 (the server is going away).
 
 
 class FrameError(Exception):

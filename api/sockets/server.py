@@ -1,43 +1,55 @@
 """`waybill sockets`: the websockets asyncio server for /ws/driver and /ws/dispatch.
 
 The client authenticates in its first frame (`{"type": "auth", "token": "<access JWT>"}`) within
-WAYBILL_WS_AUTH_TIMEOUT_SECONDS; until then nothing else is accepted. GET /health on the same port
-answers plain HTTP for load balancers.
+WAYBILL_WS_AUTH_TIMEOUT_SECONDS; until then nothing else is accepted. The connection lives as long
+as its token: an `auth` frame with a new token of the same user, organization and role extends it,
+otherwise it is closed when the token expires (4419). Each connection has a frame budget and each
+user a cap on open connections (api/sockets/limits.py). GET /health on the same port answers plain
+HTTP for load balancers. Close codes: api/sockets/frames.py and docs/sockets.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from typing import Protocol as TypingProtocol
 
+from sqlalchemy import select
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from api.security.tokens import TokenClaims, TokenError, TokenType
+from api.security.user_cache import AuthUser
+from api.sockets import limits
 from api.sockets.context import Context
 from api.sockets.dispatch import DispatchProtocol
 from api.sockets.driver import DriverProtocol
 from api.sockets.frames import (
     CLOSE_AUTH_TIMEOUT,
+    CLOSE_FLOOD,
     CLOSE_FORBIDDEN,
     CLOSE_TOKEN_EXPIRED,
+    CLOSE_TOO_MANY_CONNECTIONS,
     CLOSE_UNAUTHENTICATED,
     FrameError,
     error_frame,
     frame,
     parse_frame,
 )
+from db.models import User
 from domain.roles import Role
 from waybill.resources import Resources
 
 log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 2.0  # a peer that does not answer our close frame is dropped after this
+LAST_WORD_TIMEOUT_S = 1.0  # how long the error frame before a close may wait on a peer not reading
 
 PATH_ROLES: dict[str, frozenset[Role]] = {
     "/ws/driver": frozenset({Role.DRIVER}),
@@ -45,10 +57,41 @@ PATH_ROLES: dict[str, frozenset[Role]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass
 class Session:
     path: str
     claims: TokenClaims
+    expiry: asyncio.TimerHandle | None = None
+    ending: asyncio.Task[None] | None = None  # closing: no more frames are processed
+
+    def close_at_expiry(self, ws: ServerConnection) -> None:
+        """(Re)arm the timer that closes the connection when the token expires."""
+        if self.expiry is not None:
+            self.expiry.cancel()
+        loop = asyncio.get_running_loop()
+        delay = self.claims.expires_at.timestamp() - time.time()
+        self.expiry = loop.call_at(loop.time() + max(0.0, delay), self._expired, ws)
+
+    def _expired(self, ws: ServerConnection) -> None:
+        self.end(
+            ws, "token_expired", "the token has expired; send a new one before it does", CLOSE_TOKEN_EXPIRED
+        )
+
+    def end(self, ws: ServerConnection, code: str, detail: str, close: int) -> None:
+        if self.ending is None:
+            self.ending = asyncio.create_task(last_word(ws, code, detail, close))
+
+    def cancel(self) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+
+
+async def last_word(ws: ServerConnection, code: str, detail: str, close: int) -> None:
+    """An error frame, then the close: a peer that does not read gets the close without the frame."""
+    with contextlib.suppress(ConnectionClosed, TimeoutError):
+        await asyncio.wait_for(ws.send(error_frame(code, detail)), LAST_WORD_TIMEOUT_S)
+    with contextlib.suppress(ConnectionClosed):
+        await ws.close(close, code)
 
 
 def _plain(status: HTTPStatus, body: str) -> Response:
@@ -68,6 +111,7 @@ class SocketServer:
         self.resources = resources
         self.settings = resources.settings
         self.ctx = Context(resources)
+        self.connections = limits.ConnectionLimiter(self.settings, self.settings.redis_url)
         self.server: Server | None = None
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:  # noqa: ARG002
@@ -106,13 +150,97 @@ class SocketServer:
             await ws.send(error_frame("forbidden", f"role {claims.role.value} may not use {path}"))
             await ws.close(CLOSE_FORBIDDEN, "forbidden")
             return None
+        revoked = await self._revoked(claims, fresh=False)
+        if revoked is not None:
+            await last_word(ws, revoked.code, revoked.detail, CLOSE_UNAUTHENTICATED)
+            return None
         return Session(path=path, claims=claims)
+
+    async def _revoked(self, claims: TokenClaims, *, fresh: bool) -> TokenError | None:
+        """Why a valid token may no longer be used, as the REST API decides it (api/deps.py): its user
+        was deactivated, moved or given another role, or changed their password after it was issued.
+        At the handshake the API's short user cache may answer; at re-authentication the database."""
+        users = self.resources.users
+        user = None if fresh else users.get(claims.user_id)
+        if user is None:
+            columns = [getattr(User, name) for name in AuthUser.__slots__]
+            async with self.resources.sessionmaker() as session:
+                row = (await session.execute(select(*columns).where(User.id == claims.user_id))).first()
+            user = AuthUser(*row) if row is not None else None
+            if user is not None:
+                users.put(user)
+        if (
+            user is None
+            or not user.active
+            or user.organization_id != claims.organization_id
+            or user.role != claims.role.value
+        ):
+            return TokenError("invalid_token", "the token's user is no longer active")
+        if user.password_changed_at and claims.issued_at < user.password_changed_at:
+            return TokenError("token_revoked", "the password changed after this token was issued")
+        return None
+
+    async def _reauthenticate(
+        self, ws: ServerConnection, session: Session, msg: dict[str, Any]
+    ) -> str | None:
+        """A new token for the open connection: the `reauthenticated` frame to send, or None if the
+        connection is being closed (invalid or revoked token: 4401, expired: 4419, another user,
+        organization or role: 4403)."""
+        token = msg.get("token")
+        if not isinstance(token, str):
+            raise FrameError("invalid_frame", 'send {"type": "auth", "token": "<access token>"}')
+        try:
+            claims = self.resources.tokens.verify(token, TokenType.ACCESS)
+        except TokenError as exc:
+            close = CLOSE_TOKEN_EXPIRED if exc.code == "token_expired" else CLOSE_UNAUTHENTICATED
+            session.end(ws, exc.code, exc.detail, close)
+            return None
+        old = session.claims
+        if (claims.user_id, claims.organization_id, claims.role) != (
+            old.user_id,
+            old.organization_id,
+            old.role,
+        ):
+            session.end(
+                ws,
+                "forbidden",
+                "a new token must be for the same user, organization and role",
+                CLOSE_FORBIDDEN,
+            )
+            return None
+        revoked = await self._revoked(claims, fresh=True)
+        if revoked is not None:
+            session.end(ws, revoked.code, revoked.detail, CLOSE_UNAUTHENTICATED)
+            return None
+        if session.ending is not None:
+            return None  # it expired while the user was looked up
+        session.claims = claims
+        session.close_at_expiry(ws)
+        return frame("reauthenticated", expires_at=claims.expires_at.isoformat())
 
     async def handler(self, ws: ServerConnection) -> None:
         path = ws.request.path.split("?", 1)[0] if ws.request else ""
         session = await self._authenticate(ws, path)
         if session is None:
             return
+        claims = session.claims
+        lease = await self.connections.acquire(claims.user_id, claims.role)
+        if lease is None:
+            limit = self.connections.limit(claims.role)
+            await last_word(
+                ws,
+                "too_many_connections",
+                f"this user already has {limit} open sockets",
+                CLOSE_TOO_MANY_CONNECTIONS,
+            )
+            return
+        try:
+            await self._serve(ws, path, session)
+        finally:
+            session.cancel()
+            await self.connections.release(lease)
+
+    async def _serve(self, ws: ServerConnection, path: str, session: Session) -> None:
         protocol: Protocol
         ready: dict[str, Any] = {}
         if path == "/ws/driver":
@@ -124,6 +252,9 @@ class SocketServer:
         else:
             protocol = DispatchProtocol(self.ctx, ws, session.claims)
         await protocol.open()
+        clock = time.monotonic
+        budget = limits.frame_budget(self.settings, session.claims.role, clock())
+        session.close_at_expiry(ws)
         try:
             protocol.send(
                 frame(
@@ -135,27 +266,46 @@ class SocketServer:
                 )
             )
             async for raw in ws:
+                if session.ending is not None:
+                    break  # closing (expired, re-authentication refused, flood): nothing more is processed
+                if budget is not None and (verdict := budget.take(clock())):
+                    if verdict == limits.FLOOD:
+                        session.end(ws, "flood", "too many frames over the rate limit", CLOSE_FLOOD)
+                        break
+                    if verdict == limits.REFUSED:
+                        protocol.send(
+                            error_frame(
+                                "rate_limited",
+                                "frames over the rate limit are not processed: send them again later",
+                                retry_after_ms=round(budget.retry_after_s() * 1000) + 1,
+                            )
+                        )
+                    continue
                 if self.ctx.closing:
                     continue  # shutting down: not acknowledged, so the client sends it again elsewhere
                 try:
                     msg = parse_frame(raw)
-                except FrameError as exc:
-                    protocol.send(error_frame(exc.code, exc.detail))
-                    continue
-                if msg["type"] == "ping":
-                    protocol.send(frame("pong", id=msg.get("id")))
-                    continue
-                try:
-                    await protocol.handle(msg)
+                    if msg["type"] == "ping":
+                        protocol.send(frame("pong", id=msg.get("id")))
+                    elif msg["type"] == "auth":
+                        answer = await self._reauthenticate(ws, session, msg)
+                        if answer is not None:
+                            protocol.send(answer)
+                    else:
+                        await protocol.handle(msg)
                 except FrameError as exc:
                     protocol.send(error_frame(exc.code, exc.detail))
         except ConnectionClosed:
             pass
         finally:
+            session.cancel()
             await protocol.close()
+            if session.ending is not None:
+                await session.ending  # never raises: the close ends within its timeouts
 
     async def start(self, host: str, port: int) -> Server:
         self.ctx.start()
+        self.connections.start()
         self.server = await serve(
             self.handler,
             host,
@@ -177,3 +327,4 @@ class SocketServer:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+        await self.connections.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import update
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -20,8 +22,9 @@ from api.sockets.frames import (
     CLOSE_TOKEN_EXPIRED,
     CLOSE_UNAUTHENTICATED,
 )
+from db.models import User
 from domain.roles import Role
-from tests.support import free_port, test_settings
+from tests.support import Tenant, free_port, make_tenant, test_settings
 from waybill.resources import Resources
 from waybill.services import SocketService
 
@@ -38,9 +41,26 @@ async def sockets(sqlite_url: str) -> AsyncIterator[tuple[str, Resources]]:
     await resources.close()
 
 
-def token(resources: Resources, role: Role, *, now: datetime | None = None) -> str:
+@pytest.fixture(scope="module")
+async def tenant(sockets: tuple[str, Resources]) -> Tenant:
+    """One user per role; the driver has no Driver row, so no vehicle."""
+    return await make_tenant(sockets[1].sessionmaker)
+
+
+def token(
+    resources: Resources,
+    tenant: Tenant,
+    role: Role,
+    *,
+    now: datetime | None = None,
+    user_id: uuid.UUID | None = None,
+) -> str:
     return resources.tokens.issue(
-        user_id=uuid.uuid4(), organization_id=uuid.uuid4(), role=role, token_type=TokenType.ACCESS, now=now
+        user_id=user_id or tenant.user_ids[role],
+        organization_id=tenant.organization_id,
+        role=role,
+        token_type=TokenType.ACCESS,
+        now=now,
     ).token
 
 
@@ -59,18 +79,18 @@ async def handshake(url: str, first: str) -> tuple[list[dict[str, object]], int 
     raise AssertionError("unreachable")
 
 
-async def test_driver_without_vehicle_is_closed(sockets: tuple[str, Resources]) -> None:
+async def test_driver_without_vehicle_is_closed(sockets: tuple[str, Resources], tenant: Tenant) -> None:
     host, res = sockets
     frames, code = await handshake(
-        f"ws://{host}/ws/driver", json.dumps({"type": "auth", "token": token(res, Role.DRIVER)})
+        f"ws://{host}/ws/driver", json.dumps({"type": "auth", "token": token(res, tenant, Role.DRIVER)})
     )
     assert (code, frames[0]["code"]) == (CLOSE_NO_VEHICLE, "no_vehicle")
 
 
-async def test_dispatcher_authenticates_and_pings(sockets: tuple[str, Resources]) -> None:
+async def test_dispatcher_authenticates_and_pings(sockets: tuple[str, Resources], tenant: Tenant) -> None:
     host, res = sockets
     async with connect(f"ws://{host}/ws/dispatch") as ws:
-        await ws.send(json.dumps({"type": "auth", "token": token(res, Role.DISPATCHER)}))
+        await ws.send(json.dumps({"type": "auth", "token": token(res, tenant, Role.DISPATCHER)}))
         assert json.loads(await ws.recv())["type"] == "ready"
         await ws.send(json.dumps({"type": "ping", "id": 7}))
         assert json.loads(await ws.recv()) == {"type": "pong", "id": 7}
@@ -86,26 +106,64 @@ async def test_dispatcher_authenticates_and_pings(sockets: tuple[str, Resources]
     ],
 )
 async def test_role_bound_to_path(
-    sockets: tuple[str, Resources], path: str, role: Role, close_code: int, error_code: str
+    sockets: tuple[str, Resources], tenant: Tenant, path: str, role: Role, close_code: int, error_code: str
 ) -> None:
     host, res = sockets
     frames, code = await handshake(
-        f"ws://{host}{path}", json.dumps({"type": "auth", "token": token(res, role)})
+        f"ws://{host}{path}", json.dumps({"type": "auth", "token": token(res, tenant, role)})
     )
     assert code == close_code
     assert frames[0]["code"] == error_code
 
 
-async def test_bad_first_frames(sockets: tuple[str, Resources]) -> None:
+async def test_bad_first_frames(sockets: tuple[str, Resources], tenant: Tenant) -> None:
     host, res = sockets
     url = f"ws://{host}/ws/dispatch"
     frames, code = await handshake(url, json.dumps({"type": "ping"}))
     assert (code, frames[0]["code"]) == (CLOSE_UNAUTHENTICATED, "auth_required")
     frames, code = await handshake(url, json.dumps({"type": "auth", "token": "garbage"}))
     assert (code, frames[0]["code"]) == (CLOSE_UNAUTHENTICATED, "invalid_token")
-    expired = token(res, Role.DISPATCHER, now=datetime.now(UTC) - timedelta(hours=2))
+    expired = token(res, tenant, Role.DISPATCHER, now=datetime.now(UTC) - timedelta(hours=2))
     frames, code = await handshake(url, json.dumps({"type": "auth", "token": expired}))
     assert (code, frames[0]["code"]) == (CLOSE_TOKEN_EXPIRED, "token_expired")
+    # A well-signed token of a user that does not exist (or no longer): refused like a revoked one.
+    stranger = token(res, tenant, Role.DISPATCHER, user_id=uuid.uuid4())
+    frames, code = await handshake(url, json.dumps({"type": "auth", "token": stranger}))
+    assert (code, frames[0]["code"]) == (CLOSE_UNAUTHENTICATED, "invalid_token")
+
+
+async def test_revoked_users_are_refused_at_the_handshake(
+    sockets: tuple[str, Resources], tenant: Tenant
+) -> None:
+    """As on the REST API: a password change voids earlier tokens, a deactivated user or one whose role
+    changed loses access (the socket server's user cache lives at most a few seconds; dropped here)."""
+    host, res = sockets
+    url = f"ws://{host}/ws/dispatch"
+    mine = await make_tenant(res.sessionmaker)
+    user = mine.user_ids[Role.VIEWER]
+    before = token(res, mine, Role.VIEWER)
+    async with res.sessionmaker() as session:
+        await session.execute(
+            update(User).where(User.id == user).values(password_changed_at=datetime.now(UTC))
+        )
+        await session.commit()
+    res.users.drop(user)
+    frames, code = await handshake(url, json.dumps({"type": "auth", "token": before}))
+    assert (code, frames[0]["code"]) == (CLOSE_UNAUTHENTICATED, "token_revoked")
+    await asyncio.sleep(0.01)  # iat is kept to the millisecond
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"type": "auth", "token": token(res, mine, Role.VIEWER)}))
+        assert json.loads(await ws.recv())["type"] == "ready"
+    async with res.sessionmaker() as session:
+        await session.execute(update(User).where(User.id == user).values(active=False))
+        await session.commit()
+    res.users.drop(user)
+    frames, code = await handshake(url, json.dumps({"type": "auth", "token": token(res, mine, Role.VIEWER)}))
+    assert (code, frames[0]["code"]) == (CLOSE_UNAUTHENTICATED, "invalid_token")
+    # A token claiming a role the user does not have.
+    admin = token(res, mine, Role.ADMIN, user_id=mine.user_ids[Role.DISPATCHER])
+    frames, code = await handshake(url, json.dumps({"type": "auth", "token": admin}))
+    assert (code, frames[0]["code"]) == (CLOSE_UNAUTHENTICATED, "invalid_token")
 
 
 async def test_silent_client_is_closed(sockets: tuple[str, Resources]) -> None:

@@ -1,0 +1,216 @@
+"""Socket limits: a frame budget per connection and a cap on connections per user.
+
+FrameBudget is a token bucket checked on every frame a client sends, before the frame is parsed: a
+handful of float operations, no allocation, no I/O. Frames over the budget are refused (not
+processed; positions in them are not acknowledged, so the client sends them again); a connection
+that keeps sending while refused is flooding and is closed (docs/sockets.md, 4420).
+
+ConnectionLimiter caps the open connections of one user. It always counts in process (this
+replica); with Redis it also keeps one sorted set per user across replicas, a member per open
+connection scored by its lease expiry on the Redis clock. Each replica renews the leases of its own
+connections every third of the lease, so a replica that crashes stops renewing and its connections
+stop counting within one lease. If Redis fails, the in-process cap still applies and a warning is
+logged: losing the cross-replica cap for a while is better than refusing every driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from domain.ids import uuid7
+from domain.roles import Role
+from waybill.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FLOOD_WINDOW_S = 10.0  # refused frames are counted over windows this long
+NOTIFY_EVERY_S = 1.0  # at most one `rate_limited` error frame per connection this often
+
+# take() verdicts
+ALLOWED = 0
+REFUSED = 1  # refused: tell the client (at most once per NOTIFY_EVERY_S)
+REFUSED_QUIETLY = 2  # refused, the client was told a moment ago
+FLOOD = 3  # refused, and too many refusals within FLOOD_WINDOW_S: close the connection
+
+
+class FrameBudget:
+    """`rate` frames per second, in bursts of up to `burst`; more than `flood` refused frames within
+    FLOOD_WINDOW_S is a flood (0: never)."""
+
+    __slots__ = ("burst", "flood", "notified_at", "rate", "refused", "stamp", "tokens", "window_end")
+
+    def __init__(self, rate: float, burst: int, flood: int, now: float) -> None:
+        self.rate, self.burst, self.flood = rate, float(burst), flood
+        self.tokens, self.stamp = float(burst), now
+        self.refused, self.window_end = 0, now + FLOOD_WINDOW_S
+        self.notified_at = now - NOTIFY_EVERY_S
+
+    def take(self, now: float) -> int:
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        self.stamp = now
+        if tokens >= 1.0:
+            self.tokens = (tokens if tokens < self.burst else self.burst) - 1.0
+            return ALLOWED
+        self.tokens = tokens
+        if now >= self.window_end:
+            self.refused, self.window_end = 0, now + FLOOD_WINDOW_S
+        self.refused += 1
+        if self.flood and self.refused > self.flood:
+            return FLOOD
+        if now - self.notified_at >= NOTIFY_EVERY_S:
+            self.notified_at = now
+            return REFUSED
+        return REFUSED_QUIETLY
+
+    def retry_after_s(self) -> float:
+        """Seconds until the next frame fits the budget."""
+        return max(0.0, (1.0 - self.tokens) / self.rate) if self.rate > 0 else 0.0
+
+
+def frame_budget(settings: Settings, role: Role, now: float) -> FrameBudget | None:
+    """The budget of a new connection of `role`, or None when its rate limit is off (0)."""
+    if role is Role.DRIVER:
+        rate, burst = settings.ws_driver_frames_per_second, settings.ws_driver_frame_burst
+    else:
+        rate, burst = settings.ws_dispatch_frames_per_second, settings.ws_dispatch_frame_burst
+    if rate <= 0:
+        return None
+    return FrameBudget(rate, burst, settings.ws_flood_refused_frames, now)
+
+
+# Count a user's live leases on every replica, drop expired ones, and add one if under the cap, in one
+# atomic step on the Redis server's clock (one clock for every replica). Returns 1 if admitted.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], lease)
+return 1
+"""
+# Renew leases (ARGV[2..]) of one user: re-added if a sweep removed them, since they are still open.
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], now + lease, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], lease)
+return 1
+"""
+
+
+@dataclass(eq=False)
+class Lease:
+    user_id: uuid.UUID
+    member: str
+    counted: bool  # False when the role's cap is off
+    shared: bool = False  # counted in Redis too
+
+
+class ConnectionLimiter:
+    def __init__(
+        self, settings: Settings, redis_url: str | None = None, *, lease_s: float | None = None
+    ) -> None:
+        self.settings = settings
+        self.lease_ms = int((lease_s or settings.ws_connection_lease_seconds) * 1000)
+        self.prefix = f"{settings.redis_prefix}wsconn:"
+        self.local: dict[uuid.UUID, int] = defaultdict(int)
+        self.held: dict[uuid.UUID, set[str]] = defaultdict(set)  # leases this replica renews in Redis
+        self.replica = uuid7().hex
+        self.redis: aioredis.Redis | None = aioredis.Redis.from_url(redis_url) if redis_url else None
+        self._acquire = self.redis.register_script(_ACQUIRE) if self.redis else None
+        self._renew = self.redis.register_script(_RENEW) if self.redis else None
+        self._task: asyncio.Task[None] | None = None
+
+    def limit(self, role: Role) -> int:
+        s = self.settings
+        return s.ws_driver_max_connections if role is Role.DRIVER else s.ws_staff_max_connections
+
+    def key(self, user_id: uuid.UUID) -> str:
+        return f"{self.prefix}{user_id}"
+
+    async def acquire(self, user_id: uuid.UUID, role: Role) -> Lease | None:
+        """A lease for one more connection of the user, or None if they hold the maximum."""
+        limit = self.limit(role)
+        member = f"{self.replica}:{uuid7().hex}"
+        if limit <= 0:
+            return Lease(user_id, member, counted=False)
+        if self.local[user_id] >= limit:
+            return None
+        self.local[user_id] += 1  # before any await: concurrent handshakes of one user see it
+        shared = False
+        if self._acquire is not None:
+            try:
+                admitted = await self._acquire(keys=[self.key(user_id)], args=[limit, member, self.lease_ms])
+            except Exception as exc:  # fail open to the in-process cap, see the module docstring
+                log.warning("connection limiter unavailable; counting on this replica only: %s", exc)
+            else:
+                if not admitted:
+                    self._forget(user_id)
+                    return None
+                shared = True
+                self.held[user_id].add(member)
+        return Lease(user_id, member, counted=True, shared=shared)
+
+    def _forget(self, user_id: uuid.UUID) -> None:
+        self.local[user_id] -= 1
+        if self.local[user_id] <= 0:
+            del self.local[user_id]
+
+    async def release(self, lease: Lease) -> None:
+        if not lease.counted:
+            return
+        self._forget(lease.user_id)
+        if lease.shared and self.redis is not None:
+            members = self.held.get(lease.user_id)
+            if members is not None:
+                members.discard(lease.member)
+                if not members:
+                    del self.held[lease.user_id]
+            try:
+                await self.redis.zrem(self.key(lease.user_id), lease.member)
+            except Exception as exc:  # the lease runs out by itself
+                log.warning("could not release a socket connection lease: %s", exc)
+
+    def start(self) -> None:
+        if self.redis is not None:
+            self._task = asyncio.create_task(self._renew_forever(), name="socket-connection-leases")
+
+    async def renew(self) -> None:
+        """Extend the lease of every connection this replica holds, one round trip in all."""
+        if self.redis is None or self._renew is None or not self.held:
+            return
+        held = [(user_id, list(members)) for user_id, members in self.held.items()]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id, members in held:
+                await self._renew(keys=[self.key(user_id)], args=[self.lease_ms, *members], client=pipe)
+            await pipe.execute()
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            try:
+                await self.renew()
+            except Exception as exc:
+                log.warning("could not renew socket connection leases: %s", exc)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.redis is not None:
+            await self.redis.aclose()
