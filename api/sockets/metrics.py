@@ -135,6 +135,7 @@ class SocketMetrics:
         self._resources: Resources | None = None
         self._checked_at = -1e9
         self._check: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def bind(self, resources: Resources, ingest: Ingest, tracker: Tracker) -> None:
         """Read the pipeline's own counts at scrape time, and check these resources' dependencies."""
@@ -147,7 +148,7 @@ class SocketMetrics:
         """The registry in Prometheus' text format. Runs on the event loop (websockets'
         process_request), so it also starts the next dependency check, whose verdict the next
         scrape reports: a scrape never waits on a dependency."""
-        if self._resources is not None and self._check is None:
+        if self._resources is not None and self._check is None and not self._stopped:
             if time.monotonic() - self._checked_at >= DEPENDENCY_CHECK_S:
                 self._checked_at = time.monotonic()
                 self._check = asyncio.get_running_loop().create_task(
@@ -166,6 +167,7 @@ class SocketMetrics:
             )
 
     async def stop(self) -> None:
+        self._stopped = True  # a scrape while the server shuts down starts no new check
         if self._check is not None:
             self._check.cancel()
             with contextlib.suppress(asyncio.CancelledError):
