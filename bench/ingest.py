@@ -488,6 +488,11 @@ class RunResult:
         return sum(self.ack_hist.values())
 
     @property
+    def cpu_share(self) -> float:
+        """The server's CPU time over the measured interval, in % of one core."""
+        return self.server_cpu_s / self.window_s * 100 if self.window_s else float("nan")
+
+    @property
     def cpu_us(self) -> float:
         return self.server_cpu_s / self.acked_in_window * 1e6 if self.acked_in_window else float("nan")
 
@@ -711,8 +716,8 @@ def _fmt(value: float, digits: int = 1) -> str:
 def run_line(r: RunResult) -> str:
     line = (
         f"  -> {r.rate:,.0f} positions/s acknowledged; ack p50 {_fmt(r.ack_ms(50))} ms, p99 "
-        f"{_fmt(r.ack_ms(99))} ms; server CPU {_fmt(r.cpu_us)} µs/position; sent {r.sent:,}, acked "
-        f"{r.acked:,}, filtered {r.filtered:,}, errors {r.errors}"
+        f"{_fmt(r.ack_ms(99))} ms; server CPU {_fmt(r.cpu_us)} µs/position ({_fmt(r.cpu_share, 0)}% of a "
+        f"core); sent {r.sent:,}, acked {r.acked:,}, filtered {r.filtered:,}, errors {r.errors}"
     )
     if r.server == "waybill":
         line += (
@@ -745,8 +750,8 @@ def results_table(outcome: Outcome) -> list[str]:
     lines = [
         "| run | server | positions/s acked | ack p50 ms | ack p99 ms | dispatcher p50 ms "
         "| dispatcher p99 ms "
-        "| dispatcher got | server CPU µs/position |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+        "| dispatcher got | server CPU µs/position | server CPU % of a core |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for spec in run_specs(outcome.args):
         for kind in SERVERS:
@@ -759,7 +764,7 @@ def results_table(outcome: Outcome) -> list[str]:
             d99 = _fmt(r.dispatch_ms(99)) if kind == "waybill" else "—"
             lines.append(
                 f"| {spec.label} | {name} | {r.rate:,.0f} | {_fmt(r.ack_ms(50))} | {_fmt(r.ack_ms(99))} | "
-                f"{d50} | {d99} | {got} | {_fmt(r.cpu_us)} |"
+                f"{d50} | {d99} | {got} | {_fmt(r.cpu_us)} | {_fmt(r.cpu_share, 0)} |"
             )
     return lines
 
@@ -849,9 +854,11 @@ def section(outcome: Outcome) -> str:
         "evenly over the sockets (open loop); *backlog*: frames of "
         f"{args.batch} positions, {args.batch_window} frame(s) unacknowledged per socket. "
         '"dispatcher got" is the share of the measured positions the dispatcher received (its outbox '
-        'keeps only each vehicle\'s newest position when it falls behind). "server CPU" is the '
-        "server process's CPU time over the measured interval per acknowledged position; PostgreSQL, "
-        "Redis and the load generator are other processes on the same cores.",
+        'keeps only each vehicle\'s newest position when it falls behind). "server CPU µs/position" is '
+        "the server process's CPU time over the measured interval per acknowledged position, \"% of a "
+        'core" that CPU time over the interval: well below 100 % while the server falls behind means it '
+        "was waiting for the CPU (or for PostgreSQL), not busy. PostgreSQL, Redis, the load generator "
+        "and whatever else runs on the machine share the same cores.",
         "",
         "Memory per idle connection: the server's RSS after the dispatcher connected, and again 2 s after "
         f"all {args.connections:,} driver sockets had authenticated (the waybill server also looked up "
