@@ -27,7 +27,7 @@ class DispatchProtocol:
     def __init__(self, ctx: Context, ws: ServerConnection, claims: TokenClaims) -> None:
         self.ctx, self.ws, self.org = ctx, ws, claims.organization_id
         self.listener = Listener(ctx.outbox(ws, "dispatch"))
-        self.metrics = ctx.metrics.endpoints["dispatch"]
+        self.counts = ctx.metrics.endpoints["dispatch"]
         self.joined = False
         sock = ws.transport.get_extra_info("socket")
         if sock is not None:
@@ -39,16 +39,16 @@ class DispatchProtocol:
 
     async def open(self) -> None:
         """Nothing to join until the first subscription."""
-        self.metrics.connections.inc()
+        self.counts.connections += 1
 
     async def close(self) -> None:
-        self.metrics.connections.dec()
+        self.counts.connections -= 1
         if self.joined:
             await self.ctx.hub.leave(self.org, self.listener)
         await self.ctx.drop(self.listener.outbox)
 
     async def handle(self, msg: dict[str, Any]) -> None:
-        self.metrics.frames_in.inc()
+        self.counts.frames_in += 1
         kind = msg["type"]
         if kind not in ("subscribe", "unsubscribe"):
             raise FrameError("unsupported_type", f"frame type {kind!r} is not supported on /ws/dispatch")

@@ -57,6 +57,7 @@ class DriverProtocol:
         self.ctx, self.ws, self.ref = ctx, ws, ref
         self.vehicle_id = str(ref.vehicle_id)
         self.listener: Listener | None = None
+        self.counts = ctx.metrics.endpoints["driver"]
 
     @classmethod
     async def bind(cls, ctx: Context, ws: ServerConnection, claims: TokenClaims) -> DriverProtocol | None:
@@ -85,16 +86,16 @@ class DriverProtocol:
     async def open(self) -> None:
         self.listener = Listener(self.ctx.outbox(self.ws, "driver"), vehicle_id=self.vehicle_id)
         await self.ctx.hub.join(self.ref.organization_id, self.listener)
-        self.ctx.metrics.endpoints["driver"].connections.inc()
+        self.counts.connections += 1
 
     async def close(self) -> None:
         if self.listener is not None:
-            self.ctx.metrics.endpoints["driver"].connections.dec()
+            self.counts.connections -= 1
             await self.ctx.hub.leave(self.ref.organization_id, self.listener)
             await self.ctx.drop(self.listener.outbox)
 
     async def handle(self, msg: dict[str, Any]) -> None:
-        self.ctx.metrics.endpoints["driver"].frames_in.inc()
+        self.counts.frames_in += 1
         kind = msg["type"]
         if kind == "position":
             raws: list[Any] = [msg]

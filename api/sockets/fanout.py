@@ -45,7 +45,7 @@ class Outbox:
     ) -> None:
         self.ws = ws
         self.metrics = metrics
-        self._sent = metrics.endpoints[endpoint].frames_out if metrics is not None else None
+        self._counts = metrics.endpoints[endpoint] if metrics is not None else None
         self.max_pending, self.max_lag_s = max_pending, max_lag_s
         self.positions: dict[str, list[dict[str, Any]]] = {}  # vehicle -> its pending positions, in order
         self.queued = 0  # positions in self.positions
@@ -131,8 +131,8 @@ class Outbox:
                     for text in frames:
                         await self.ws.send(text)
                     self.busy_since = None
-                    if self._sent is not None:
-                        self._sent.inc(len(frames))
+                    if self._counts is not None:
+                        self._counts.frames_out += len(frames)
         except ConnectionClosed:
             pass
 

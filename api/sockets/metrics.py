@@ -5,7 +5,8 @@ Cheap by construction, since ingest takes tens of thousands of positions a secon
 
 - nothing per position: position outcomes are read at scrape time from the counts the pipeline
   keeps anyway (`Ingest.stats`), tracking events from `Tracker.stats`;
-- one counter increment per frame received, one per outbox wake-up for the frames it sends;
+- per frame, one integer increment (connections and frames, like the positions, are plain counts
+  read at scrape time: no lock, no label lookup);
 - one histogram observation per history write, per acknowledged generation, per bus message.
 """
 
@@ -49,13 +50,14 @@ BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 
-@dataclass(frozen=True, slots=True)
-class EndpointMetrics:
-    """The series of one endpoint (`driver` or `dispatch`), labelled once rather than per frame."""
+@dataclass(slots=True)
+class EndpointCounts:
+    """Counts of one endpoint (`driver` or `dispatch`), kept by the protocols and outboxes on the
+    event loop and exported at scrape time (which runs on the same loop)."""
 
-    connections: Gauge
-    frames_in: Counter
-    frames_out: Counter
+    connections: int = 0
+    frames_in: int = 0
+    frames_out: int = 0
 
 
 class SocketMetrics:
@@ -66,25 +68,7 @@ class SocketMetrics:
     ) -> None:
         self.registry = registry = registry or CollectorRegistry()
         add_process_collectors(registry, engine)
-        connections = Gauge(
-            "waybill_socket_connections",
-            "Open authenticated sockets, by endpoint",
-            ["endpoint"],
-            registry=registry,
-        )
-        frames = Counter(
-            "waybill_socket_frames_total",
-            "WebSocket frames, by endpoint and direction: in = handled by the endpoint's protocol "
-            "(positions, subscriptions), out = sent to clients",
-            ["endpoint", "direction"],
-            registry=registry,
-        )
-        self.endpoints = {
-            name: EndpointMetrics(
-                connections.labels(name), frames.labels(name, "in"), frames.labels(name, "out")
-            )
-            for name in ENDPOINTS
-        }
+        self.endpoints = {name: EndpointCounts() for name in ENDPOINTS}
         self.ingest_seconds = Histogram(
             "waybill_position_ingest_seconds",
             "From the first frame of a history batch to the acknowledgement of all its positions "
@@ -140,7 +124,7 @@ class SocketMetrics:
     def bind(self, resources: Resources, ingest: Ingest, tracker: Tracker) -> None:
         """Read the pipeline's own counts at scrape time, and check these resources' dependencies."""
         self._resources = resources
-        self.registry.register(_PipelineCollector(ingest, tracker))
+        self.registry.register(_PipelineCollector(ingest, tracker, self.endpoints))
 
     # GET /metrics --------------------------------------------------------------------------------
 
@@ -192,10 +176,25 @@ class SocketMetrics:
 class _PipelineCollector(Collector):
     """Counts the ingest pipeline and the tracker keep as plain integers, exported at scrape time."""
 
-    def __init__(self, ingest: Ingest, tracker: Tracker) -> None:
-        self.ingest, self.tracker = ingest, tracker
+    def __init__(self, ingest: Ingest, tracker: Tracker, endpoints: dict[str, EndpointCounts]) -> None:
+        self.ingest, self.tracker, self.endpoints = ingest, tracker, endpoints
 
     def collect(self) -> Iterable[Metric]:
+        connections = GaugeMetricFamily(
+            "waybill_socket_connections", "Open authenticated sockets, by endpoint", labels=["endpoint"]
+        )
+        frames = CounterMetricFamily(
+            "waybill_socket_frames",
+            "WebSocket frames, by endpoint and direction: in = handled by the endpoint's protocol "
+            "(positions, subscriptions), out = sent to clients",
+            labels=["endpoint", "direction"],
+        )
+        for name, c in self.endpoints.items():
+            connections.add_metric([name], c.connections)
+            frames.add_metric([name, "in"], c.frames_in)
+            frames.add_metric([name, "out"], c.frames_out)
+        yield connections
+        yield frames
         s = self.ingest.stats
         positions = CounterMetricFamily(
             "waybill_positions",
