@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from api.security.tokens import TokenType
+from api.sockets import dispatch
 from api.sockets.frames import (
     CLOSE_AUTH_TIMEOUT,
     CLOSE_FLOOD,
@@ -441,4 +442,27 @@ async def test_a_crashed_replica_stops_counting_after_its_lease(secure: Secure, 
     assert ready["type"] == "ready"
     await ws.close()
     await alive.close()
+    await bystander.check(t0)
+
+
+async def test_subscriptions_per_socket_are_capped(
+    secure: Secure, bystander: Bystander, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dispatch, "MAX_SUBSCRIPTIONS", 3)
+    res = secure.resources
+    fleet = await make_fleet(res.sessionmaker, 4)
+    ws, _ = await open_socket(f"{secure.url}/ws/dispatch", staff_token(res, fleet, Role.DISPATCHER))
+    t0 = time.monotonic()
+
+    async def subscribe(vehicle: uuid.UUID, kind: str = "subscribe") -> dict[str, Any]:
+        await ws.send(json.dumps({"type": kind, "topic": "vehicle", "id": str(vehicle)}))
+        return json.loads(await ws.recv())  # type: ignore[no-any-return]
+
+    for vehicle in fleet.vehicles[:3]:
+        assert (await subscribe(vehicle))["type"] == "subscribed"
+    refused = await subscribe(fleet.vehicles[3])
+    assert (refused["type"], refused["code"]) == ("error", "too_many_subscriptions")
+    assert (await subscribe(fleet.vehicles[0], "unsubscribe"))["type"] == "unsubscribed"
+    assert (await subscribe(fleet.vehicles[3]))["type"] == "subscribed"  # the connection stays usable
+    await ws.close()
     await bystander.check(t0)
