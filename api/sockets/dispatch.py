@@ -21,6 +21,9 @@ TOPICS = ("fleet", "vehicle", "delivery", "route")
 # Caps the kernel's send buffer for a dispatcher (autotuning lets it grow to 4 MiB): what does not fit
 # waits in the outbox, where it is coalesced and where a stalled client is noticed.
 SEND_BUFFER_BYTES = 256 * 1024
+# Vehicles, deliveries and routes one connection may follow at once (the fleet topic covers them all):
+# bounds the memory a connection holds and the per-position matching work of the fan-out.
+MAX_SUBSCRIPTIONS = 1000
 
 
 class DispatchProtocol:
@@ -71,6 +74,12 @@ class DispatchProtocol:
             lst.fleet = True
         else:
             assert isinstance(ident, str)
+            if len(lst.vehicles) + len(lst.deliveries) + len(lst.routes) >= MAX_SUBSCRIPTIONS:
+                raise FrameError(
+                    "too_many_subscriptions",
+                    f"at most {MAX_SUBSCRIPTIONS} vehicle, delivery and route subscriptions per socket; "
+                    "unsubscribe some, or subscribe to the fleet",
+                )
             await self._subscribe(topic, ident)
         if not self.joined:
             await self.ctx.hub.join(self.org, lst)
