@@ -198,6 +198,10 @@ class ConnectionLimiter:
             for user_id, members in held:
                 await self._renew(keys=[self.key(user_id)], args=[self.lease_ms, *members], client=pipe)
             await pipe.execute()
+        # A connection that closed while the renewal was on its way was just added back: remove it.
+        gone = [(u, m) for u, members in held for m in members if m not in self.held.get(u, ())]
+        for user_id, member in gone:
+            await self.redis.zrem(self.key(user_id), member)
 
     async def _renew_forever(self) -> None:
         while True:
