@@ -193,7 +193,9 @@ async def test_slow_dispatcher_is_bounded_and_does_not_delay_others(server: Serv
                 seq += 1
                 batch.append(fix(seq, lat + seq * 1e-6, 20.0, datetime.now(UTC), note="x" * 200))
             await ws.send(json.dumps({"type": "positions", "positions": batch}))  # type: ignore[attr-defined]
-            await asyncio.sleep(0.05)  # 4,000 positions/s in all: a load this process can serve
+            # 2,000 positions/s in all: a load this process serves with room to spare on a slow,
+            # shared 2-core machine (at 4,000/s the lag measured the CPU, not the fan-out).
+            await asyncio.sleep(0.1)
 
     kicked = 0
 
