@@ -3,8 +3,9 @@ assignments."""
 
 from __future__ import annotations
 
+import json
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -13,7 +14,7 @@ from websockets.asyncio.server import ServerConnection
 from api.security.tokens import TokenClaims
 from api.sockets.context import Context
 from api.sockets.fanout import Listener
-from api.sockets.frames import CLOSE_NO_VEHICLE, FrameError, error_frame, frame
+from api.sockets.frames import CLOSE_NO_VEHICLE, FrameError, error_frame
 from api.sockets.ingest import VehicleRef
 from db.models import Driver, User
 from domain.positions import Fix
@@ -22,32 +23,57 @@ MAX_BATCH = 1000
 
 
 def parse_fix(raw: Any) -> Fix:
-    """A position object from a frame; ValueError/TypeError/KeyError if it is malformed."""
+    """A position object from a frame, with `recorded_at` in UTC.
+
+    Raises FrameError (`invalid_position`) if `seq` is missing or not a non-negative integer, and for
+    anything else malformed KeyError (a missing field), TypeError (a field of the wrong type), ValueError
+    (a timestamp that does not parse or has no time zone) or OverflowError (an integer too large for a
+    float, or a timestamp out of range once converted to UTC).
+    """
     if not isinstance(raw, dict):
         raise TypeError("a position is an object")
+    return _parse_fix(raw, _seq(raw))
+
+
+def _parse_fix(raw: dict[str, Any], seq: int) -> Fix:
     at = datetime.fromisoformat(raw["recorded_at"])
-    if at.tzinfo is None:
-        raise ValueError("recorded_at needs a time zone")
-    extra = {}
-    for name in ("accuracy_m", "speed_mps", "heading_deg"):
-        value = raw.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise TypeError(f"{name} must be a number")
-        extra[name] = None if value is None else float(value)
+    tz = at.tzinfo
+    if tz is not UTC:
+        if tz is None:
+            raise ValueError("recorded_at needs a time zone")
+        at = at.astimezone(UTC)
+    get = raw.get
     lat, lon = raw["lat"], raw["lon"]
-    if (
-        isinstance(lat, bool)
-        or isinstance(lon, bool)
-        or not isinstance(lat, int | float)
-        or not isinstance(lon, int | float)
-    ):
+    if (type(lat) is not float and not _is_number(lat)) or (type(lon) is not float and not _is_number(lon)):
         raise TypeError("lat and lon must be numbers")
-    return Fix(_seq(raw), at, float(lat), float(lon), **extra)
+    return Fix(
+        seq,
+        at,
+        float(lat),
+        float(lon),
+        _optional(get("accuracy_m"), "accuracy_m"),
+        _optional(get("speed_mps"), "speed_mps"),
+        _optional(get("heading_deg"), "heading_deg"),
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float)
+
+
+def _optional(value: Any, name: str) -> float | None:
+    if value is None or type(value) is float:
+        return value
+    if not _is_number(value):
+        raise TypeError(f"{name} must be a number")
+    return float(value)
 
 
 def _seq(raw: dict[str, Any]) -> int:
     seq = raw.get("seq")
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+    if type(seq) is not int and (isinstance(seq, bool) or not isinstance(seq, int)):
+        raise FrameError("invalid_position", "every position needs a non-negative integer `seq`")
+    if seq < 0:
         raise FrameError("invalid_position", "every position needs a non-negative integer `seq`")
     return seq
 
@@ -110,7 +136,7 @@ class DriverProtocol:
         for raw in raws:
             seq = _seq(raw) if isinstance(raw, dict) else _seq({})
             try:
-                fix = parse_fix(raw)
+                fix = _parse_fix(raw, seq)
             except (KeyError, TypeError, ValueError, OverflowError):
                 invalid.append((seq, "invalid"))
                 continue
@@ -121,7 +147,7 @@ class DriverProtocol:
         await self.ctx.ingest.submit(self.ref, fixes, invalid, self._ack)
 
     def _ack(self, seqs: list[int], filtered: list[tuple[int, str]]) -> None:
-        extra: dict[str, Any] = {}
+        ack: dict[str, Any] = {"type": "ack", "seqs": seqs}
         if filtered:
-            extra["filtered"] = [{"seq": seq, "reason": reason} for seq, reason in filtered]
-        self.send(frame("ack", seqs=seqs, **extra))
+            ack["filtered"] = [{"seq": seq, "reason": reason} for seq, reason in filtered]
+        self.send(json.dumps(ack))  # ints and strings only: the default encoder, no `default=`

@@ -6,6 +6,12 @@ vehicle (a slow client loses old positions, keeps the newest), and it holds a bo
 frames. Its writer task sends
 whatever is pending as one frame at a time. A client whose outbox overflows, or whose writer has been
 stuck on a full socket for longer than `max_lag_s`, is disconnected with 4429.
+
+Positions messages from the bus are not decoded on their way to a `fleet` subscriber: the feed hands
+the message's bytes to the outbox, which sends them as they are (several pending ones spliced into
+one frame). They are decoded only when needed: for a subscriber of single vehicles, deliveries or
+routes (once per message, whoever needs it), or when an outbox falls behind and keeps only each
+vehicle's newest position. Every other message is decoded once per feed, as before.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from api.sockets.frames import CLOSE_TOO_SLOW
+from api.sockets.ingest import POSITIONS_HEAD, POSITIONS_TAIL
 from db.bus.base import Bus
 from domain import channels
 
@@ -32,6 +39,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RESUBSCRIBE_S = 1.0
+_HEAD = POSITIONS_HEAD.encode()
+_TAIL = POSITIONS_TAIL.encode()
+_VEHICLE_KEY = b'"vehicle_id":'  # once per position in a positions message
+
+
+def is_positions(payload: bytes) -> bool:
+    """A positions message as the socket server publishes it (api/sockets/ingest.py)."""
+    return payload.startswith(_HEAD) and payload.endswith(_TAIL)
+
+
+def count_positions(payload: bytes) -> int:
+    """Positions in such a message without decoding it: each has one `vehicle_id` key, and nothing else
+    in it (UUIDs, numbers, ISO times) can contain that text."""
+    return payload.count(_VEHICLE_KEY)
+
+
+def splice(payloads: list[bytes]) -> bytes:
+    """Several positions messages as one, in order."""
+    if len(payloads) == 1:
+        return payloads[0]
+    head, tail = len(_HEAD), len(_TAIL)
+    inner = [p[head:-tail] for p in payloads]
+    return _HEAD + b",".join(i for i in inner if i) + _TAIL
 
 
 class Outbox:
@@ -48,7 +78,8 @@ class Outbox:
         self._counts = metrics.endpoints[endpoint] if metrics is not None else None
         self.max_pending, self.max_lag_s = max_pending, max_lag_s
         self.positions: dict[str, list[dict[str, Any]]] = {}  # vehicle -> its pending positions, in order
-        self.queued = 0  # positions in self.positions
+        self.raw: list[bytes] = []  # positions messages as published, after self.positions, in order
+        self.queued = 0  # positions in self.positions and self.raw
         self.frames: list[str] = []
         self.dropped = 0
         self.busy_since: float | None = None
@@ -74,18 +105,37 @@ class Outbox:
 
     def add_positions(self, batch: Sequence[dict[str, Any]]) -> None:
         """Queue positions in order: one overflow check and one wake-up for the lot."""
+        if self.raw:
+            self._decode_raw()  # what came before them goes first
         for p in batch:
             self.positions.setdefault(p["vehicle_id"], []).append(p)
         self.queued += len(batch)
+        self._overflow()
+        self.check()
+
+    def add_raw(self, payload: bytes, count: int) -> None:
+        """Queue a positions message as published (`is_positions`), holding `count` positions."""
+        self.raw.append(payload)
+        self.queued += count
+        self._overflow()
+        self.check()
+
+    def _decode_raw(self) -> None:
+        raw, self.raw = self.raw, []
+        for payload in raw:
+            for p in json.loads(payload)["positions"]:
+                self.positions.setdefault(p["vehicle_id"], []).append(p)
+
+    def _overflow(self) -> None:
         if self.queued > self.max_pending and self.busy_since is not None:
             # Falling behind: keep only the newest position of each vehicle. Bounded by the fleet size.
+            self._decode_raw()
             for vehicle, pending in self.positions.items():
                 self.dropped += len(pending) - 1
                 self.positions[vehicle] = pending[-1:]
             if self.metrics is not None:
                 self.metrics.subscriber_drops.inc(self.queued - len(self.positions))
             self.queued = len(self.positions)
-        self.check()
 
     def frame(self, text: str) -> None:
         self.frames.append(text)
@@ -98,7 +148,8 @@ class Outbox:
         if len(self.frames) > self.max_pending or lagging:
             self.kick()
             return
-        self._wake.set()
+        if self.frames or self.queued:  # the periodic sweep finds most outboxes empty: no wake-up then
+            self._wake.set()
 
     def kick(self) -> None:
         """Disconnect a client that fell too far behind; its pending frames are dropped."""
@@ -106,6 +157,7 @@ class Outbox:
         if self.metrics is not None:
             self.metrics.subscriber_disconnects.inc()
         self.positions.clear()
+        self.raw.clear()
         self.frames.clear()
         log.info("disconnecting a slow socket client (%d positions dropped)", self.dropped)
         if self._task is not None:
@@ -121,15 +173,23 @@ class Outbox:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                while self.positions or self.frames:
-                    frames, self.frames = self.frames, []
+                while self.positions or self.raw or self.frames:
+                    frames: list[str | bytes] = list(self.frames)
+                    self.frames = []
                     if self.positions:
                         batch = [p for pending in self.positions.values() for p in pending]
-                        self.positions, self.queued = {}, 0
+                        self.positions = {}
                         frames.append(json.dumps({"type": "positions", "positions": batch}))
+                    if self.raw:
+                        raw, self.raw = self.raw, []
+                        frames.append(splice(raw))
+                    self.queued = 0
                     self.busy_since = time.monotonic()
                     for text in frames:
-                        await self.ws.send(text)
+                        if isinstance(text, bytes):  # UTF-8 JSON already: a text frame, not decoded
+                            await self.ws.send(text, text=True)
+                        else:
+                            await self.ws.send(text)
                     self.busy_since = None
                     if self._counts is not None:
                         self._counts.frames_out += len(frames)
@@ -189,11 +249,11 @@ class OrgFeed:
         names = (channels.org_positions(org), channels.org_deliveries(org), channels.org_routes(org))
         while True:
             try:
-                async with self.bus.subscribe(*names) as messages:
+                async with self.bus.subscribe_raw(*names) as messages:
                     self.ready.set()
                     async for msg in messages:
                         started = time.perf_counter()
-                        self.dispatch(msg.data)
+                        self.dispatch_raw(msg.payload)
                         if self._fanout is not None:
                             self._fanout.observe(time.perf_counter() - started)
             except asyncio.CancelledError:
@@ -202,6 +262,39 @@ class OrgFeed:
                 log.warning("bus subscription for %s failed, resubscribing: %s", org, exc)
             self.ready.clear()
             await asyncio.sleep(RESUBSCRIBE_S)
+
+    def dispatch_raw(self, payload: bytes) -> None:
+        """A message from the bus as published: positions are forwarded to fleet subscribers as they are
+        and decoded only if someone needs them one by one; anything else is decoded and dispatched."""
+        if is_positions(payload):
+            count = count_positions(payload)
+            if not count:
+                return
+            positions: list[dict[str, Any]] | None = None
+            for listener in self.listeners:
+                if not listener.dispatcher:
+                    continue
+                if listener.fleet:
+                    listener.outbox.add_raw(payload, count)
+                    continue
+                if positions is None:
+                    positions = self._decode(payload).get("positions", [])
+                if wanted := [p for p in positions if listener.wants_vehicle(p.get("vehicle_id"))]:
+                    listener.outbox.add_positions(wanted)
+            return
+        data = self._decode(payload)
+        if data:
+            self.dispatch(data)
+
+    def _decode(self, payload: bytes) -> dict[str, Any]:
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):  # not ours: someone published raw text under our prefix
+            log.warning("dropped a message that is not a JSON object on the feed of %s", self.org)
+            return {}
+        return data
 
     def dispatch(self, data: dict[str, Any]) -> None:
         kind = data.get("type")

@@ -10,6 +10,8 @@ from db.bus.base import (
     Nearby,
     RateDecision,
     RateLimiter,
+    RawMessage,
+    RawSubscription,
     Subscription,
 )
 from db.bus.factory import create_cache_bus
@@ -27,6 +29,8 @@ __all__ = [
     "Nearby",
     "RateDecision",
     "RateLimiter",
+    "RawMessage",
+    "RawSubscription",
     "RedisCacheBus",
     "Subscription",
     "create_cache_bus",

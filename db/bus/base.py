@@ -29,12 +29,19 @@ class LatestItem(NamedTuple):
     vehicle_id: UUID
     lat: float
     lon: float
-    data: dict[str, Any]
+    data: dict[str, Any] | bytes  # bytes: already the compact JSON of an object (`encode_json`)
 
 
 class Message(NamedTuple):
     channel: str
     data: dict[str, Any]
+
+
+class RawMessage(NamedTuple):
+    """A message as published: the compact JSON of an object, not decoded (`subscribe_raw`)."""
+
+    channel: str
+    payload: bytes
 
 
 class RateDecision(NamedTuple):
@@ -43,6 +50,7 @@ class RateDecision(NamedTuple):
 
 
 Subscription = AsyncIterator[Message]
+RawSubscription = AsyncIterator[RawMessage]
 
 
 def encode_json(value: dict[str, Any]) -> bytes:
@@ -50,6 +58,11 @@ def encode_json(value: dict[str, Any]) -> bytes:
     if not isinstance(value, dict):
         raise TypeError(f"expected a dict, got {type(value).__name__}")
     return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
+def latest_payload(data: dict[str, Any] | bytes) -> bytes:
+    """A latest position's stored form: `LatestItem.data` encoded, unless it already is."""
+    return data if isinstance(data, bytes) else encode_json(data)
 
 
 def check_ttl(ttl_seconds: float | None) -> None:
@@ -108,6 +121,10 @@ class LatestPositions(Protocol):
 
     async def get_latest(self, org_id: UUID, vehicle_id: UUID) -> dict[str, Any] | None: ...
 
+    async def get_latest_many(self, org_id: UUID, vehicle_ids: Sequence[UUID]) -> list[dict[str, Any] | None]:
+        """get_latest for many vehicles of one organization in one round trip, in order."""
+        ...
+
     async def nearby(
         self, org_id: UUID, lat: float, lon: float, radius_m: float, limit: int = 50
     ) -> list[Nearby]:
@@ -120,8 +137,18 @@ class Bus(Protocol):
         """Fan out to current subscribers; never waits for a slow one."""
         ...
 
+    async def publish_raw(self, channel: str, payload: bytes) -> None:
+        """publish() of a message already encoded: `payload` must be the compact JSON of an object, as
+        `encode_json` makes it (the socket server's position stream builds it once, without a dict)."""
+        ...
+
     def subscribe(self, *channels: str) -> AbstractAsyncContextManager[Subscription]:
         """Messages published after entering the context, as (channel, data)."""
+        ...
+
+    def subscribe_raw(self, *channels: str) -> AbstractAsyncContextManager[RawSubscription]:
+        """subscribe(), but each message as published (channel, payload bytes), not decoded: for a
+        subscriber that forwards most messages unchanged (the socket server's fan-out)."""
         ...
 
 

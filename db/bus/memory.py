@@ -9,7 +9,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from db.bus.base import (
@@ -17,6 +17,8 @@ from db.bus.base import (
     Message,
     Nearby,
     RateDecision,
+    RawMessage,
+    RawSubscription,
     Subscription,
     check_channels,
     check_nearby,
@@ -24,6 +26,7 @@ from db.bus.base import (
     check_rate,
     check_ttl,
     encode_json,
+    latest_payload,
 )
 from domain.geo import LatLon, haversine_m
 
@@ -33,20 +36,24 @@ DEFAULT_QUEUE_SIZE = 1000
 _SWEEP_EVERY = 1024  # writes between purges of expired keys, so memory stays bounded without a task
 
 
-class _Subscriber:
+M = TypeVar("M", Message, RawMessage)
+
+
+class _Subscriber(Generic[M]):
     """One subscription: a bounded queue that drops its oldest message rather than block publish."""
 
-    def __init__(self, maxsize: int) -> None:
-        self.queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize)
+    def __init__(self, maxsize: int, *, raw: bool = False) -> None:
+        self.queue: asyncio.Queue[M | None] = asyncio.Queue(maxsize)
+        self.raw = raw  # wants RawMessage (subscribe_raw), not Message
         self.dropped = 0
         self.closed = False
 
-    def offer(self, item: Message) -> None:
+    def offer(self, item: M) -> None:
         if self.closed:
             return
         self._put(item)
 
-    def _put(self, item: Message | None) -> None:
+    def _put(self, item: M | None) -> None:
         while True:
             try:
                 self.queue.put_nowait(item)
@@ -59,10 +66,10 @@ class _Subscriber:
         self.closed = True
         self._put(None)  # wakes a consumer waiting in __anext__
 
-    def __aiter__(self) -> _Subscriber:
+    def __aiter__(self) -> _Subscriber[M]:
         return self
 
-    async def __anext__(self) -> Message:
+    async def __anext__(self) -> M:
         if self.closed:
             raise StopAsyncIteration
         item = await self.queue.get()
@@ -82,7 +89,7 @@ class MemoryCacheBus:
         self._kv: dict[str, tuple[bytes, float | None]] = {}
         self._writes = 0
         self._latest: dict[UUID, dict[UUID, tuple[float, float, bytes]]] = defaultdict(dict)
-        self._subscribers: dict[str, set[_Subscriber]] = defaultdict(set)
+        self._subscribers: dict[str, set[_Subscriber[Any]]] = defaultdict(set)
         # key -> (window of the latest hit, timestamps of counted hits inside it)
         self._hits: dict[str, tuple[float, deque[float]]] = {}
 
@@ -131,12 +138,19 @@ class MemoryCacheBus:
     async def set_latest_many(self, org_id: UUID, items: Sequence[LatestItem]) -> None:
         for item in items:
             check_point(item.lat, item.lon)
+        latest = self._latest[org_id]
         for item in items:
-            await self.set_latest(org_id, item.vehicle_id, item.lat, item.lon, item.data)
+            payload = latest_payload(item.data)
+            if not isinstance(json.loads(payload), dict):  # what Redis would store, checked like it
+                raise TypeError("latest position data must be a JSON object")
+            latest[item.vehicle_id] = (item.lat, item.lon, payload)
 
     async def get_latest(self, org_id: UUID, vehicle_id: UUID) -> dict[str, Any] | None:
         entry = self._latest.get(org_id, {}).get(vehicle_id)
         return None if entry is None else dict(json.loads(entry[2]))
+
+    async def get_latest_many(self, org_id: UUID, vehicle_ids: Sequence[UUID]) -> list[dict[str, Any] | None]:
+        return [await self.get_latest(org_id, vehicle_id) for vehicle_id in vehicle_ids]
 
     async def nearby(
         self, org_id: UUID, lat: float, lon: float, radius_m: float, limit: int = 50
@@ -152,14 +166,28 @@ class MemoryCacheBus:
     # Pub/sub ------------------------------------------------------------------------------
 
     async def publish(self, channel: str, message: dict[str, Any]) -> None:
-        payload = encode_json(message)
+        self._deliver(channel, encode_json(message))
+
+    async def publish_raw(self, channel: str, payload: bytes) -> None:
+        if not isinstance(payload, bytes):
+            raise TypeError("payload must be bytes")
+        if not isinstance(json.loads(payload), dict):
+            raise TypeError("a message is a JSON object")
+        self._deliver(channel, payload)
+
+    def _deliver(self, channel: str, payload: bytes) -> None:
         for subscriber in list(self._subscribers.get(channel, ())):
             # Each subscriber decodes its own copy, as if it had come over the wire.
-            subscriber.offer(Message(channel, json.loads(payload)))
+            if subscriber.raw:
+                subscriber.offer(RawMessage(channel, payload))
+            else:
+                subscriber.offer(Message(channel, json.loads(payload)))
 
     @asynccontextmanager
-    async def _subscription(self, channels: tuple[str, ...]) -> AsyncIterator[Subscription]:
-        subscriber = _Subscriber(self._queue_size)
+    async def _subscription(
+        self, channels: tuple[str, ...], *, raw: bool = False
+    ) -> AsyncIterator[_Subscriber[Any]]:
+        subscriber: _Subscriber[Any] = _Subscriber(self._queue_size, raw=raw)
         for channel in channels:
             self._subscribers[channel].add(subscriber)
         try:
@@ -179,6 +207,10 @@ class MemoryCacheBus:
     def subscribe(self, *channels: str) -> AbstractAsyncContextManager[Subscription]:
         check_channels(channels)
         return self._subscription(tuple(dict.fromkeys(channels)))
+
+    def subscribe_raw(self, *channels: str) -> AbstractAsyncContextManager[RawSubscription]:
+        check_channels(channels)
+        return self._subscription(tuple(dict.fromkeys(channels)), raw=True)
 
     # Rate limits --------------------------------------------------------------------------
 

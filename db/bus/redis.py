@@ -18,6 +18,8 @@ from db.bus.base import (
     Message,
     Nearby,
     RateDecision,
+    RawMessage,
+    RawSubscription,
     Subscription,
     check_channels,
     check_nearby,
@@ -25,6 +27,7 @@ from db.bus.base import (
     check_rate,
     check_ttl,
     encode_json,
+    latest_payload,
 )
 
 log = logging.getLogger(__name__)
@@ -115,7 +118,7 @@ class RedisCacheBus:
         geo: list[Any] = []
         for item in items:
             geo += [_geo_lon(item.lon), item.lat, str(item.vehicle_id)]
-        mapping = {str(item.vehicle_id): encode_json(item.data) for item in items}
+        mapping = {str(item.vehicle_id): latest_payload(item.data) for item in items}
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.geoadd(self._key("geo", str(org_id)), geo)
             pipe.hset(self._key("latest", str(org_id)), mapping=mapping)  # type: ignore[arg-type]
@@ -124,6 +127,12 @@ class RedisCacheBus:
     async def get_latest(self, org_id: UUID, vehicle_id: UUID) -> dict[str, Any] | None:
         raw = await self._redis.hget(self._key("latest", str(org_id)), str(vehicle_id))
         return None if raw is None else dict(json.loads(raw))
+
+    async def get_latest_many(self, org_id: UUID, vehicle_ids: Sequence[UUID]) -> list[dict[str, Any] | None]:
+        if not vehicle_ids:
+            return []
+        rows = await self._redis.hmget(self._key("latest", str(org_id)), [str(v) for v in vehicle_ids])
+        return [None if raw is None else dict(json.loads(raw)) for raw in rows]
 
     async def nearby(
         self, org_id: UUID, lat: float, lon: float, radius_m: float, limit: int = 50
@@ -146,8 +155,15 @@ class RedisCacheBus:
     async def publish(self, channel: str, message: dict[str, Any]) -> None:
         await self._redis.publish(self._key("ch", channel), encode_json(message))
 
+    async def publish_raw(self, channel: str, payload: bytes) -> None:
+        if not isinstance(payload, bytes):
+            raise TypeError("payload must be bytes")
+        await self._redis.publish(self._key("ch", channel), payload)
+
     @asynccontextmanager
-    async def _subscription(self, channels: tuple[str, ...]) -> AsyncIterator[Subscription]:
+    async def _subscription(
+        self, channels: tuple[str, ...], *, raw: bool = False
+    ) -> AsyncIterator[Subscription | RawSubscription]:
         async with self._redis.pubsub() as pubsub:  # unsubscribes and returns the connection on exit
             await pubsub.subscribe(*(self._key("ch", c) for c in channels))
             # SUBSCRIBE is acknowledged asynchronously; wait for every confirmation so that a
@@ -159,7 +175,7 @@ class RedisCacheBus:
                     raise TimeoutError(f"Redis did not confirm the subscription to {sorted(pending)}")
                 if msg["type"] == "subscribe":
                     pending.discard(msg["channel"])
-            messages = self._messages(pubsub)
+            messages = self._raw_messages(pubsub) if raw else self._messages(pubsub)
             try:
                 yield messages
             finally:
@@ -180,9 +196,19 @@ class RedisCacheBus:
                 continue
             yield Message(channel, data)
 
+    async def _raw_messages(self, pubsub: PubSub) -> AsyncGenerator[RawMessage]:
+        strip = len(self._key("ch", ""))
+        async for msg in pubsub.listen():
+            if msg["type"] == "message":
+                yield RawMessage(msg["channel"].decode()[strip:], _as_bytes(msg["data"]))
+
     def subscribe(self, *channels: str) -> AbstractAsyncContextManager[Subscription]:
         check_channels(channels)
-        return self._subscription(tuple(dict.fromkeys(channels)))
+        return self._subscription(tuple(dict.fromkeys(channels)))  # type: ignore[return-value]
+
+    def subscribe_raw(self, *channels: str) -> AbstractAsyncContextManager[RawSubscription]:
+        check_channels(channels)
+        return self._subscription(tuple(dict.fromkeys(channels)), raw=True)  # type: ignore[return-value]
 
     # Rate limits --------------------------------------------------------------------------
 

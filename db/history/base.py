@@ -51,12 +51,23 @@ class Position:
     heading_deg: float | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "recorded_at", require_utc(self.recorded_at, "recorded_at"))
+        # The socket server builds one per stored position: the common case (a UTC datetime, coordinates
+        # in range, finite extras) is checked in a few comparisons, anything else the long way.
+        at = self.recorded_at
+        if type(at) is not datetime or at.tzinfo is not UTC:
+            object.__setattr__(self, "recorded_at", require_utc(at, "recorded_at"))
         if self.seq < 0:
             raise ValueError("seq must be >= 0")
-        LatLon(self.lat, self.lon)  # raises on out-of-range or non-finite coordinates
-        for name in ("accuracy_m", "speed_mps", "heading_deg"):
-            _optional_finite(getattr(self, name), name)
+        lat, lon = self.lat, self.lon
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):  # NaN fails every comparison
+            LatLon(lat, lon)  # raises on out-of-range or non-finite coordinates
+        for value, name in (
+            (self.accuracy_m, "accuracy_m"),
+            (self.speed_mps, "speed_mps"),
+            (self.heading_deg, "heading_deg"),
+        ):
+            if value is not None:
+                _optional_finite(value, name)
 
     @property
     def key(self) -> tuple[UUID, datetime, int]:
@@ -102,12 +113,14 @@ def check_range(since: datetime, until: datetime, limit: int) -> tuple[datetime,
 def dedupe_batch(batch: Sequence[Position]) -> list[Position]:
     """The batch without repeats of the same key (first occurrence wins)."""
     seen: set[tuple[UUID, datetime, int]] = set()
+    add = seen.add
     out: list[Position] = []
     for position in batch:
-        if not isinstance(position, Position):
+        if type(position) is not Position and not isinstance(position, Position):
             raise TypeError(f"expected Position, got {type(position).__name__}")
-        if position.key not in seen:
-            seen.add(position.key)
+        key = (position.vehicle_id, position.recorded_at, position.seq)
+        if key not in seen:
+            add(key)
             out.append(position)
     return out
 

@@ -142,3 +142,39 @@ def test_frame_budget_flood() -> None:
     assert [budget.take(0.0) for _ in range(4)] == [ALLOWED, REFUSED, REFUSED_QUIETLY, REFUSED_QUIETLY]
     assert budget.take(10.0) == ALLOWED
     assert [budget.take(10.0) for _ in range(3)] == [REFUSED, REFUSED_QUIETLY, REFUSED_QUIETLY]
+
+
+@given(
+    seq=st.integers(min_value=0, max_value=2**62),
+    at=st.datetimes(timezones=st.just(UTC)),
+    lat=st.floats(min_value=-85, max_value=85),
+    lon=st.floats(min_value=-180, max_value=180),
+    extra=st.lists(
+        st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)), min_size=3, max_size=3
+    ),
+    driver=st.booleans(),
+)
+def test_fix_json_is_the_compact_json_of_fix_message(
+    seq: int, at: datetime, lat: float, lon: float, extra: list[float | None], driver: bool
+) -> None:
+    """The hot path's hand-built JSON of a position says exactly what `fix_message` says."""
+    import uuid
+
+    from api.sockets.ingest import VehicleRef, fix_json, fix_message, positions_payload
+    from db.bus.base import encode_json
+    from domain.positions import Fix
+
+    ref = VehicleRef(uuid.uuid4(), uuid.uuid4(), uuid.uuid4() if driver else None)
+    fix = Fix(seq, at, lat, lon, *extra)
+    text = fix_json(ref, fix)
+    assert text.encode() == encode_json(fix_message(ref, fix))
+    payload = positions_payload([text, text])
+    assert payload == encode_json({"type": "positions", "positions": [fix_message(ref, fix)] * 2})
+
+
+def test_parse_fix_gives_utc() -> None:
+    fix = parse_fix({"seq": 1, "recorded_at": "2026-01-01T12:00:00+02:00", "lat": 1, "lon": 2.5})
+    assert fix.recorded_at == datetime(2026, 1, 1, 10, tzinfo=UTC)
+    assert fix.recorded_at.tzinfo is UTC
+    assert (fix.lat, fix.lon, fix.accuracy_m) == (1.0, 2.5, None)
+    assert isinstance(fix.lat, float)

@@ -8,13 +8,17 @@ import uuid
 
 import pytest
 
-from db.bus import CacheBus, MemoryCacheBus, Message, RedisCacheBus, Subscription
+from db.bus import CacheBus, MemoryCacheBus, Message, RawMessage, RawSubscription, RedisCacheBus, Subscription
 
 RECEIVE_TIMEOUT_S = 2.0
 METRES_PER_DEG_LAT = 111_194.93  # haversine with the mean earth radius; Redis differs by < 0.03%
 
 
 async def receive(sub: Subscription) -> Message:
+    return await asyncio.wait_for(anext(sub), RECEIVE_TIMEOUT_S)
+
+
+async def receive_raw(sub: RawSubscription) -> RawMessage:
     return await asyncio.wait_for(anext(sub), RECEIVE_TIMEOUT_S)
 
 
@@ -127,6 +131,22 @@ async def test_latest_rejects_what_a_geo_index_cannot_hold(cache_bus: CacheBus) 
     assert await cache_bus.get_latest(org, vehicle) is None
 
 
+async def test_latest_many_takes_encoded_data_and_reads_in_one_call(cache_bus: CacheBus) -> None:
+    from db.bus import LatestItem
+
+    org, a, b, missing = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    assert await cache_bus.get_latest_many(org, []) == []
+    await cache_bus.set_latest_many(
+        org, [LatestItem(a, 52.5, 13.4, b'{"seq":1,"lat":52.5}'), LatestItem(b, 52.6, 13.4, {"seq": 2})]
+    )
+    assert await cache_bus.get_latest_many(org, [b, missing, a]) == [
+        {"seq": 2},
+        None,
+        {"seq": 1, "lat": 52.5},
+    ]
+    assert await cache_bus.get_latest_many(uuid.uuid4(), [a]) == [None]
+
+
 # Pub/sub -------------------------------------------------------------------------------------
 
 
@@ -148,6 +168,18 @@ async def test_publish_reaches_every_subscriber_of_the_channel_only(cache_bus: C
 
         await cache_bus.publish("org:a", {"n": 4})
         assert await receive(first) == ("org:a", {"n": 4})  # org:c did not reach `first`
+
+
+async def test_raw_publish_and_subscribe_carry_the_bytes(cache_bus: CacheBus) -> None:
+    async with cache_bus.subscribe_raw("raw:a") as raw, cache_bus.subscribe("raw:a") as decoded:
+        await cache_bus.publish_raw("raw:a", b'{"type":"positions","positions":[{"seq":1}]}')
+        await cache_bus.publish("raw:a", {"n": 2})
+        assert await receive_raw(raw) == RawMessage("raw:a", b'{"type":"positions","positions":[{"seq":1}]}')
+        assert await receive_raw(raw) == RawMessage("raw:a", b'{"n":2}')  # compact, as `encode_json`
+        assert await receive(decoded) == Message("raw:a", {"type": "positions", "positions": [{"seq": 1}]})
+        assert await receive(decoded) == Message("raw:a", {"n": 2})
+    with pytest.raises(TypeError):
+        await cache_bus.publish_raw("raw:a", '{"n": 1}')  # type: ignore[arg-type]
 
 
 async def test_messages_arrive_in_publish_order(cache_bus: CacheBus) -> None:
