@@ -55,7 +55,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.wsload import client_role, hist_merge, hist_percentile
+from bench.wsload import DRAIN_S, QUIET_S, client_role, hist_merge, hist_percentile
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS_PATH = REPO / "docs" / "benchmarks.md"
@@ -662,7 +662,7 @@ async def one_run(
                     "op": "collect",
                     "from": start + ramp,
                     "to": start + seconds,
-                    "until": start + seconds + 3.0,
+                    "until": start + seconds + DRAIN_S + QUIET_S,
                 },
                 timeout=seconds + 60,
             )

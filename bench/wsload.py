@@ -37,6 +37,7 @@ OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
 SEQ_SLOTS = 1000  # positions per frame at most (the server's MAX_BATCH)
 CONNECT_CONCURRENCY = 64
 DRAIN_S = 15.0  # after a run: how long to wait for the last acknowledgements
+QUIET_S = 3.0  # the dispatcher stops counting once no position arrived for this long after a run
 
 
 def say(line: str) -> None:
@@ -455,6 +456,7 @@ class Dispatcher:
         self.received = 0
         self.in_window = 0
         self.per_second: int = 0
+        self.last_received = 0.0
         self.errors: list[str] = []
 
     def on_text(self, payload: bytes) -> None:
@@ -464,6 +466,7 @@ class Dispatcher:
         if kind == "positions":
             positions = msg.get("positions") or ()
             self.received += len(positions)
+            self.last_received = now
             self.per_second += len(positions)
             if self.window is None:
                 return
@@ -496,12 +499,17 @@ class Dispatcher:
         return {"connected": 1}
 
     async def collect(self, job: dict[str, Any]) -> dict[str, Any]:
-        """Count positions sent between `from` and `to` that arrive before `until`."""
+        """Count positions sent between `from` and `to` that arrive before `until`: at least until
+        `to` + QUIET_S, then as long as positions keep arriving (a server behind its load still
+        streams what it was sent earlier; what was sent in the window arrives after that)."""
         self.hist, self.in_window = {}, 0
         self.window = (job["from"], job["to"])
         ticker = asyncio.create_task(self._progress())
         try:
-            await asyncio.sleep(max(0.0, job["until"] - time.monotonic()))
+            while (now := time.monotonic()) < job["until"]:
+                if now > job["to"] + QUIET_S and now - self.last_received > QUIET_S:
+                    break
+                await asyncio.sleep(0.1)
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

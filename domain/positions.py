@@ -63,8 +63,11 @@ class FilterConfig:
     window: int = 64  # accepted fixes remembered per vehicle for neighbour and duplicate checks
 
 
+_NUMBER = (int, float)  # a tuple: `int | float` would build a new union object at every call
+
+
 def _finite(value: float | None) -> bool:
-    return value is None or (isinstance(value, int | float) and math.isfinite(value))
+    return value is None or (isinstance(value, _NUMBER) and math.isfinite(value))
 
 
 def static_check(fix: Fix, now: datetime, cfg: FilterConfig) -> Reject | None:

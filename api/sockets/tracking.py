@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 ROUTE_TTL_S = 30.0
 DEPOT_TTL_S = 300.0
+ROUTE_QUERY_CHUNK = 500  # vehicles per route query (bound parameters stay far below SQLite's limit)
 ETA_EVERY_S = 5.0  # of fix time: ETAs are recomputed at most this often per vehicle
 
 
@@ -101,6 +102,11 @@ class Tracker:
             await self._wake.wait()
             self._wake.clear()
             pending, self._pending = self._pending, {}
+            try:
+                await self._refresh_routes([ref.vehicle_id for ref, _ in pending.values()])
+            except Exception:
+                self.stats.errors += 1
+                log.exception("loading the routes of %d vehicles failed", len(pending))
             for ref, fix in pending.values():
                 try:
                     await self.evaluate(ref, fix)
@@ -108,18 +114,37 @@ class Tracker:
                     self.stats.errors += 1
                     log.exception("tracking of vehicle %s failed", ref.vehicle_id)
 
-    async def evaluate(self, ref: VehicleRef, fix: Fix) -> None:
-        v = self._vehicles.get(ref.vehicle_id)
+    def _vehicle(self, vehicle_id: UUID) -> _Vehicle:
+        v = self._vehicles.get(vehicle_id)
         if v is None:
-            v = self._vehicles[ref.vehicle_id] = _Vehicle(DwellDetector(self.radius_m, self.dwell_s))
+            v = self._vehicles[vehicle_id] = _Vehicle(DwellDetector(self.radius_m, self.dwell_s))
+        return v
+
+    async def _refresh_routes(self, vehicle_ids: list[UUID]) -> None:
+        """Load the routes due for a reload of all these vehicles in one query (thousands of vehicles
+        each send a fix per second or so: one query per vehicle was most of the tracker's cost)."""
+        now = time.monotonic()
+        due = [vid for vid in vehicle_ids if now - self._vehicle(vid).route_loaded > ROUTE_TTL_S]
+        for start in range(0, len(due), ROUTE_QUERY_CHUNK):
+            chunk = due[start : start + ROUTE_QUERY_CHUNK]
+            routes = await self._load_routes(chunk)
+            loaded = time.monotonic()
+            for vid in chunk:
+                self._set_route(self._vehicles[vid], routes.get(vid), loaded)
+
+    @staticmethod
+    def _set_route(v: _Vehicle, route: RouteState | None, loaded: float) -> None:
+        v.route, v.route_loaded = route, loaded
+        # Arrivals are remembered per route (stop keys are per delivery): a delivery re-attempted on a
+        # later route is detected again, and earlier routes' arrivals are forgotten, not kept forever.
+        here = f"{route.route_id}/" if route is not None else None
+        v.dwell.fired = {k for k in v.dwell.fired if here is not None and k.startswith(here)}
+
+    async def evaluate(self, ref: VehicleRef, fix: Fix) -> None:
+        v = self._vehicle(ref.vehicle_id)
         await self._geofences(ref, fix, v)
         if time.monotonic() - v.route_loaded > ROUTE_TTL_S:
-            v.route = await self._load_route(ref.vehicle_id)
-            v.route_loaded = time.monotonic()
-            # Arrivals are remembered per route (stop keys are per delivery): a delivery re-attempted on a
-            # later route is detected again, and earlier routes' arrivals are forgotten, not kept forever.
-            here = f"{v.route.route_id}/" if v.route is not None else None
-            v.dwell.fired = {k for k in v.dwell.fired if here is not None and k.startswith(here)}
+            self._set_route(v, await self._load_route(ref.vehicle_id), time.monotonic())
         if v.route is None:
             return
         nxt = v.route.next_stop
@@ -212,16 +237,25 @@ class Tracker:
         await self.r.cache_bus.publish(channels.org_positions(str(ref.organization_id)), message)
 
     async def _load_route(self, vehicle_id: UUID) -> RouteState | None:
+        return (await self._load_routes([vehicle_id])).get(vehicle_id)
+
+    async def _load_routes(self, vehicle_ids: list[UUID]) -> dict[UUID, RouteState]:
+        """Each vehicle's open route (the latest shift, then the latest updated), if it has one."""
+        if not vehicle_ids:
+            return {}
         async with self.r.sessionmaker() as session:
-            row = (
-                await session.scalars(
-                    select(RouteRow)
-                    .where(RouteRow.vehicle_id == vehicle_id, RouteRow.status != "completed")
+            rows = (
+                await session.execute(
+                    select(RouteRow.vehicle_id, RouteRow.state)
+                    .where(RouteRow.vehicle_id.in_(vehicle_ids), RouteRow.status != "completed")
                     .order_by(RouteRow.shift.desc(), RouteRow.updated_at.desc())
-                    .limit(1)
                 )
-            ).first()
-        return from_jsonable(RouteState, row.state) if row is not None else None
+            ).all()
+        routes: dict[UUID, RouteState] = {}
+        for vehicle_id, state in rows:
+            if vehicle_id not in routes:  # the first is the latest
+                routes[vehicle_id] = from_jsonable(RouteState, state)
+        return routes
 
     async def _fences(self, org: UUID) -> list[Fence]:
         cached = self._depots.get(org)

@@ -112,13 +112,13 @@ def check_range(since: datetime, until: datetime, limit: int) -> tuple[datetime,
 
 def dedupe_batch(batch: Sequence[Position]) -> list[Position]:
     """The batch without repeats of the same key (first occurrence wins)."""
-    seen: set[tuple[UUID, datetime, int]] = set()
+    seen: set[tuple[int, datetime, int]] = set()
     add = seen.add
     out: list[Position] = []
     for position in batch:
         if type(position) is not Position and not isinstance(position, Position):
             raise TypeError(f"expected Position, got {type(position).__name__}")
-        key = (position.vehicle_id, position.recorded_at, position.seq)
+        key = (position.vehicle_id.int, position.recorded_at, position.seq)  # UUID's own hash is Python
         if key not in seen:
             add(key)
             out.append(position)
