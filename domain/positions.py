@@ -63,6 +63,7 @@ class FilterConfig:
     window: int = 64  # accepted fixes remembered per vehicle for neighbour and duplicate checks
 
 
+_RADIAN_M = EARTH_RADIUS_M * math.pi / 180  # metres per degree of a great circle
 _NUMBER = (int, float)  # a tuple: `int | float` would build a new union object at every call
 
 
@@ -150,10 +151,16 @@ class VehicleTrack:
 
     def _plausible(self, a: Fix, a_t: float, b: Fix, b_t: float) -> bool:
         dt = abs(a_t - b_t)
-        d = _haversine_m(a.lat, a.lon, b.lat, b.lon)
         # Positions are uncertain by their accuracy; never judge a jump smaller than that.
         slack = (a.accuracy_m or 0.0) + (b.accuracy_m or 0.0)
-        return max(0.0, d - slack) <= self.cfg.max_speed_mps * max(dt, 1e-3)
+        limit = self.cfg.max_speed_mps * max(dt, 1e-3)
+        # The great circle is never longer than going along the meridian, then the parallel:
+        # R·|Δlat| + R·cos(lat)·|Δlon| <= R·(|Δlat| + |Δlon|) (radians). Most fixes pass on that bound
+        # (with a margin for rounding) without the trigonometry.
+        if _RADIAN_M * (abs(a.lat - b.lat) + abs(a.lon - b.lon)) * 1.000001 + 1e-6 <= limit + slack:
+            return True
+        d = _haversine_m(a.lat, a.lon, b.lat, b.lon)
+        return max(0.0, d - slack) <= limit
 
     def _insert(self, i: int, fix: Fix, t: float | None = None) -> None:
         self.times.insert(i, fix.t if t is None else t)

@@ -21,6 +21,7 @@ import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -99,17 +100,26 @@ redis.call('ZADD', KEYS[1], now + lease, ARGV[2])
 redis.call('PEXPIRE', KEYS[1], lease)
 return 1
 """
-# Renew leases (ARGV[2..]) of one user: re-added if a sweep removed them, since they are still open.
+# Renew the leases of many users: KEYS are their lease sets; ARGV[1] is the lease, then for each key in
+# turn the number of its members and the members. Members are re-added if a sweep removed them, since
+# they are still open. One call for hundreds of users (a script call per user cost the event loop more
+# than the leases are worth: about 4% of the CPU at 2,000 connections).
 _RENEW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[1])
-for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[1], now + lease, ARGV[i])
+local at = 2
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[at])
+  for i = at + 1, at + n do
+    redis.call('ZADD', KEYS[k], now + lease, ARGV[i])
+  end
+  at = at + n + 1
+  redis.call('PEXPIRE', KEYS[k], lease)
 end
-redis.call('PEXPIRE', KEYS[1], lease)
 return 1
 """
+RENEW_USERS_PER_CALL = 500
 
 
 @dataclass(eq=False)
@@ -190,14 +200,16 @@ class ConnectionLimiter:
             self._task = asyncio.create_task(self._renew_forever(), name="socket-connection-leases")
 
     async def renew(self) -> None:
-        """Extend the lease of every connection this replica holds, one round trip in all."""
+        """Extend the lease of every connection this replica holds, one script call per 500 users."""
         if self.redis is None or self._renew is None or not self.held:
             return
         held = [(user_id, list(members)) for user_id, members in self.held.items()]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for user_id, members in held:
-                await self._renew(keys=[self.key(user_id)], args=[self.lease_ms, *members], client=pipe)
-            await pipe.execute()
+        for start in range(0, len(held), RENEW_USERS_PER_CALL):
+            chunk = held[start : start + RENEW_USERS_PER_CALL]
+            args: list[Any] = [self.lease_ms]
+            for _, members in chunk:
+                args += [len(members), *members]
+            await self._renew(keys=[self.key(user_id) for user_id, _ in chunk], args=args)
         # A connection that closed while the renewal was on its way was just added back: remove it.
         gone = [(u, m) for u, members in held for m in members if m not in self.held.get(u, ())]
         for user_id, member in gone:
