@@ -250,8 +250,14 @@ class Ingest:
             self._latest.setdefault(org, {})[vehicle] = (ref, *newest)
         gen.acks.append((ack, seqs, filtered))
         self._buffered += accepted
-        if len(gen.positions) >= self.batch:
-            self._flush_now.set()
+        if len(positions) >= self.batch:
+            if len(self._writes) < MAX_IN_FLIGHT:
+                # A write slot is free: write this generation now, while the next one fills up. (Left to
+                # the flush loop, a burst of frames read in one go grew one generation to `max_buffered`
+                # and reading, then writing, then acknowledging took turns instead of overlapping.)
+                self._seal()
+            else:
+                self._flush_now.set()  # sealed, at whatever size it has then, when a write ends
         if self._buffered >= self.max_buffered:
             self._room.clear()
 

@@ -46,8 +46,10 @@ class SqlHistoryStore:
         return session.get_bind().dialect.name
 
     async def append_positions(self, batch: Sequence[Position]) -> int:
-        unique = dedupe_batch(batch)
-        if not unique:
+        for position in batch:
+            if type(position) is not Position and not isinstance(position, Position):
+                raise TypeError(f"expected Position, got {type(position).__name__}")
+        if not batch:
             return 0
         received_at = utcnow()
         table = PositionRow.__table__
@@ -56,7 +58,9 @@ class SqlHistoryStore:
         async with self._sessionmaker() as session, session.begin():
             dialect = self._dialect(session)
             if dialect == "postgresql":
-                return await self._append_positions_pg(session, unique, received_at)
+                # ON CONFLICT DO NOTHING skips repeats within the statement too: no dedupe pass needed.
+                return await self._append_positions_pg(session, batch, received_at)
+            unique = dedupe_batch(batch)
             rows = [
                 {
                     "organization_id": p.organization_id,
