@@ -24,6 +24,7 @@ from activities.route_planning import RoutePlanningActivities
 from activities.routing.activities import RoutingActivities
 from activities.system_check import SystemCheckActivities
 from waybill.resources import Resources
+from workers import code_cache
 from workflows.analytics import AnalyticsBackfillWorkflow, AnalyticsDailyWorkflow, AnalyticsHourlyWorkflow
 from workflows.delivery import DeliveryWorkflow
 from workflows.dispatch import DispatchWorkflow
@@ -107,6 +108,8 @@ def build_workers(
     interceptors: Sequence[Interceptor] = (),
 ) -> list[Worker]:
     plans = plan_queues(resources, queues)
+    # The sandbox imports a workflow's module again for every run: keep its compiled code.
+    code_cache.install(cls.__module__ for name in queues for cls in plans[name].workflows)
     workers = []
     for name in queues:
         plan = plans[name]
