@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import DataConverter
 
-from domain.delivery import DeliveryInput, Transition
+from domain.delivery import DeliveryInput, DeliveryStatus, Transition
 from workers.converter import DATA_CONVERTER
 
 HISTORIES = Path(__file__).parents[1] / "replay" / "histories"
@@ -81,3 +83,28 @@ def test_a_mismatched_field_is_a_type_error_so_unions_try_the_next_member() -> N
             DataConverter.default.payload_converter.to_payloads([{"at": "x"}]), [Inner]
         )
     assert _decode({"at": "x"}, Inner | dict[str, str]) == {"at": "x"}
+
+
+@dataclass(frozen=True)
+class Mixed:
+    at: datetime
+    ids: tuple[uuid.UUID, ...]
+    tags: frozenset[str]
+    status: DeliveryStatus
+    nested: dict[str, list[Inner]]
+    optional: Inner | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def test_the_encoder_writes_the_default_converters_bytes() -> None:
+    value = Mixed(
+        at=datetime(2026, 11, 29, 8, 0, tzinfo=UTC),
+        ids=(uuid.UUID(int=1), uuid.UUID(int=2)),
+        tags=frozenset({"b"}),
+        status=DeliveryStatus.ASSIGNED,
+        nested={"z": [Inner(2)], "a": [Inner(1), Inner(3)]},
+        extra={"deep": {"list": [Inner(4), (1, 2)], "none": None}},
+    )
+    for v in (value, [value, Inner(5)], {"k": value}):
+        ours = DATA_CONVERTER.payload_converter.to_payloads([v])[0].data
+        assert ours == DataConverter.default.payload_converter.to_payloads([v])[0].data
