@@ -7,7 +7,9 @@ from a key ring, so a new key can be added and an old one retired by configurati
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -54,6 +56,9 @@ class IssuedToken:
 
 
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti", "typ", "org", "role"]
+LEEWAY_SECONDS = 5
+# Access tokens verified before, by their exact text (see TokenService.verify): at most this many.
+VERIFIED_CACHE_MAX = 10_000
 # Customer tracking links: a type and an audience of their own, so a share token is refused wherever an
 # access token is expected (and the reverse) even before the type claim is looked at.
 SHARE_TYPE = "tracking_share"
@@ -69,7 +74,7 @@ class ShareClaims:
 
 
 class TokenService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self._keys = dict(settings.jwt_keys)
         self._kid = settings.active_kid
         self._alg = settings.jwt_algorithm
@@ -80,6 +85,9 @@ class TokenService:
             TokenType.REFRESH: timedelta(seconds=settings.refresh_token_ttl_seconds),
         }
         self._share_audience = f"{settings.jwt_audience}:tracking-share"
+        self._clock = clock
+        # token text -> (expiry as a POSIX timestamp, its claims); insertion order is age order.
+        self._verified: dict[str, tuple[float, TokenClaims]] = {}
 
     def ttl(self, token_type: TokenType) -> timedelta:
         return self._ttl[token_type]
@@ -116,6 +124,39 @@ class TokenService:
         return IssuedToken(token=token, jti=jti, expires_at=expires)
 
     def verify(self, token: str, expected: TokenType) -> TokenClaims:
+        """The claims of a token of type `expected`; TokenError if it cannot be accepted.
+
+        Every request carries its access token, and checking the signature and claims again costs
+        more than the rest of authentication. So an access token that passed is remembered by its
+        exact text (any other text, a single changed character included, is checked in full)
+        until it expires: the signature and claims of the same text cannot change, the key ring is
+        fixed for the life of this service, and only the clock can make it invalid, which is
+        checked on every use with the same leeway. Revocation (a password change, a deactivated
+        user) is decided after this, from the user, and is unaffected. Refresh tokens are used
+        once and always checked in full.
+        """
+        if expected is TokenType.ACCESS:
+            hit = self._verified.get(token)
+            if hit is not None:
+                if hit[0] <= self._clock() - LEEWAY_SECONDS:
+                    self._verified.pop(token, None)
+                    raise TokenError("token_expired", "the token has expired")
+                return hit[1]
+        claims = self._verify(token, expected)
+        if expected is TokenType.ACCESS:
+            if len(self._verified) >= VERIFIED_CACHE_MAX:
+                self._forget_expired_or_oldest()
+            self._verified[token] = (claims.expires_at.timestamp(), claims)
+        return claims
+
+    def _forget_expired_or_oldest(self) -> None:
+        cutoff = self._clock() - LEEWAY_SECONDS
+        for token in [t for t, (exp, _) in self._verified.items() if exp <= cutoff]:
+            del self._verified[token]
+        while len(self._verified) >= VERIFIED_CACHE_MAX:
+            del self._verified[next(iter(self._verified))]  # the oldest insertion goes first
+
+    def _verify(self, token: str, expected: TokenType) -> TokenClaims:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError:
@@ -132,7 +173,7 @@ class TokenService:
                 audience=self._audience,
                 issuer=self._issuer,
                 options={"require": _REQUIRED},
-                leeway=5,
+                leeway=LEEWAY_SECONDS,
             )
         except jwt.ExpiredSignatureError:
             raise TokenError("token_expired", "the token has expired") from None
