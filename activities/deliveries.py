@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Table, update
 from temporalio import activity
 
-from activities.codec import to_jsonable
+from activities.codec import to_json_text, to_jsonable
 from activities.notifications.fanout import signal_notification_workflow
 from db.history.base import DeliveryEvent
 from db.models import DeliveryRow, NotificationOutbox
@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from waybill.resources import Resources
 
 
-def projection_values(state: DeliveryState) -> dict[str, Any]:
+def projection_values(state: DeliveryState, *, state_as_text: bool = False) -> dict[str, Any]:
+    """The projection row's columns for `state`. With `state_as_text` the `state` column comes as
+    JSON text, for statements that bind it as text (one encoding instead of encode, decode and
+    encode again)."""
     drop = state.spec.dropoff
     return {
         "sequence": state.sequence,
@@ -39,7 +42,7 @@ def projection_values(state: DeliveryState) -> dict[str, Any]:
         "window_start": drop.windows[0].start if drop.windows else None,
         "window_end": drop.windows[-1].end if drop.windows else None,
         "late": state.late,
-        "state": to_jsonable(state),
+        "state": to_json_text(state) if state_as_text else to_jsonable(state),
         "updated_at": state.updated_at,
     }
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select
+from sqlalchemy import JSON, ColumnElement, String, Table, bindparam, delete, insert, select
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -107,9 +108,21 @@ async def _by_ref(session: AsyncSession, org: uuid.UUID, ref: str) -> DeliveryRo
 _DELIVERIES = cast(Table, DeliveryRow.__table__)
 _KEYS = cast(Table, IdempotencyKey.__table__)
 _ROW_COLUMNS = [c.name for c in _DELIVERIES.c if c.name != "id"]
-_INSERT_ROW = insert(_DELIVERIES).values(
-    {name: bindparam(name, type_=_DELIVERIES.c[name].type) for name in ["id", *_ROW_COLUMNS]}
-)
+
+
+def _row_param(name: str, dialect: str) -> ColumnElement[Any]:
+    """The bind parameter of one column of a new row. `state` arrives as JSON text (encoded once,
+    see `_row_values`): PostgreSQL casts it to json, SQLite stores the text as it is."""
+    if name != "state":
+        return bindparam(name, type_=_DELIVERIES.c[name].type)
+    text = bindparam(name, type_=String())
+    return sql_cast(text, JSON) if dialect == "postgresql" else text
+
+
+_INSERT_ROW = {
+    dialect: insert(_DELIVERIES).values({name: _row_param(name, dialect) for name in ["id", *_ROW_COLUMNS]})
+    for dialect in ("postgresql", "sqlite")
+}
 _KEY_VALUES = {
     "organization_id": bindparam("organization_id", type_=_KEYS.c.organization_id.type),
     "key": bindparam("key", type_=_KEYS.c.key.type),
@@ -130,10 +143,7 @@ _CLAIM_AND_ROW_PG = (
     insert(_DELIVERIES)
     .from_select(
         ["id", *_ROW_COLUMNS],
-        select(
-            _claim_cte.c.delivery_id,
-            *(bindparam(name, type_=_DELIVERIES.c[name].type) for name in _ROW_COLUMNS),
-        ),
+        select(_claim_cte.c.delivery_id, *(_row_param(name, "postgresql") for name in _ROW_COLUMNS)),
     )
     .returning(_DELIVERIES.c.id)
 )
@@ -157,9 +167,10 @@ async def _insert_new(session: AsyncSession, row: dict[str, Any], key: str | Non
     Without an external_ref the row cannot conflict with another delivery, so no lookup is needed.
     """
     conn = await _autocommit(session)
+    dialect = conn.dialect.name
     try:
         if key is None:
-            await conn.execute(_INSERT_ROW, row)
+            await conn.execute(_INSERT_ROW[dialect], row)
             return True
         claim = {
             "organization_id": row["organization_id"],
@@ -168,7 +179,6 @@ async def _insert_new(session: AsyncSession, row: dict[str, Any], key: str | Non
             "delivery_id": row["id"],
             "created_at": row["created_at"],
         }
-        dialect = conn.dialect.name
         if dialect == "postgresql":
             # Without "id": an INSERT takes a parameter named like a column as that column's value.
             params = {name: value for name, value in row.items() if name != "id"}
@@ -177,7 +187,7 @@ async def _insert_new(session: AsyncSession, row: dict[str, Any], key: str | Non
         # without a row: a retry with the key finds the claim and writes the row (the replay path).
         if (await conn.execute(_CLAIM[dialect], claim)).first() is None:
             return False
-        await conn.execute(_INSERT_ROW, row)
+        await conn.execute(_INSERT_ROW[dialect], row)
         return True
     finally:
         await session.commit()  # hands the connection back before the Temporal call
@@ -202,7 +212,8 @@ async def create_delivery(
     if not spec.external_ref:
         # The common case, in one round trip on PostgreSQL (two statements on SQLite).
         initial = _initial_state(uuid7(), org, spec, now)
-        if await _insert_new(session, _row_values(initial, org, now), idempotency_key, digest):
+        new_row = _row_values(initial, org, now, state_as_text=True)
+        if await _insert_new(session, new_row, idempotency_key, digest):
             await _start_new(
                 session, client, _workflow_input(initial, user, settings), settings, idempotency_key
             )
@@ -262,9 +273,14 @@ def _initial_state(
     )
 
 
-def _row_values(initial: DeliveryState, org: uuid.UUID, now: datetime) -> dict[str, Any]:
-    """The projection row of a new delivery (sequence 0): the workflow's own projection overwrites it."""
-    values = {**projection_values(initial), "sequence": 0}
+def _row_values(
+    initial: DeliveryState, org: uuid.UUID, now: datetime, *, state_as_text: bool = False
+) -> dict[str, Any]:
+    """The projection row of a new delivery (sequence 0): the workflow's own projection overwrites it.
+
+    `state_as_text`: the state as JSON text, for the prepared statements (`_INSERT_ROW`,
+    `_CLAIM_AND_ROW_PG`); otherwise as a JSON value for the JSON column."""
+    values = {**projection_values(initial, state_as_text=state_as_text), "sequence": 0}
     return {"id": uuid.UUID(initial.delivery_id), "organization_id": org, "created_at": now, **values}
 
 
