@@ -159,8 +159,9 @@ class Ingest:
         self._seeder: asyncio.Task[None] | None = None
         self._flush_now = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
+        # Submitters waiting for room in the buffer, first come first served. The one woken passes the
+        # turn on when it is done, so a write that frees room wakes one task, not every blocked phone.
+        self._waiting: deque[asyncio.Future[None]] = deque()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._writes: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -199,8 +200,8 @@ class Ingest:
         """Judge the fixes; `ack(seqs, filtered)` is called once every stored one is durable."""
         if self._closing:
             raise RuntimeError("ingest is stopping")
-        while not self._room.is_set():  # the store is behind: stop reading from this phone
-            await self._room.wait()
+        if self._buffered >= self.max_buffered or self._waiting:  # the store is behind: stop reading
+            await self._wait_for_room()
         track = self.tracks.get(ref.vehicle_id)
         if track is None:
             track = await self._seed(ref)
@@ -258,8 +259,27 @@ class Ingest:
                 self._seal()
             else:
                 self._flush_now.set()  # sealed, at whatever size it has then, when a write ends
-        if self._buffered >= self.max_buffered:
-            self._room.clear()
+        if self._waiting and self._buffered < self.max_buffered:
+            self._next_turn()
+
+    async def _wait_for_room(self) -> None:
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._next_turn()  # woken, then cancelled (the socket closed): pass the turn on
+            raise
+        if self._buffered < self.max_buffered:
+            self._next_turn()  # the next one runs after this one has added its positions
+
+    def _next_turn(self) -> None:
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
 
     async def _seed(self, ref: VehicleRef) -> VehicleTrack:
         pending = self._seeding.get(ref.vehicle_id)
@@ -360,7 +380,7 @@ class Ingest:
             except Exception:
                 log.exception("ack failed")
         if self._buffered < self.max_buffered:
-            self._room.set()
+            self._next_turn()
 
     # Latest and live stream -------------------------------------------------------------------
 
