@@ -5,7 +5,7 @@ filter) and back-pressure: nothing waits on Redis or the database per position.
 
 - History: accepted positions join the current *generation* of the buffer. A generation is written
   in one `append_positions` call when it reaches `batch` positions or `flush_s` passed; a few may be
-  in flight at once. Acks go out per frame once its generation *and every earlier one* are stored,
+  in flight at once (MAX_IN_FLIGHT), the others wait their turn. Acks go out per frame once its generation *and every earlier one* are stored,
   so an acknowledged position is always stored (a crash loses only unacknowledged ones, which the
   phone re-sends; the store ignores repeats).
 - Latest and live stream: every `publish_s` the newest accepted fix per vehicle goes to the cache in
@@ -252,13 +252,11 @@ class Ingest:
         gen.acks.append((ack, seqs, filtered))
         self._buffered += accepted
         if len(positions) >= self.batch:
-            if len(self._writes) < MAX_IN_FLIGHT:
-                # A write slot is free: write this generation now, while the next one fills up. (Left to
-                # the flush loop, a burst of frames read in one go grew one generation to `max_buffered`
-                # and reading, then writing, then acknowledging took turns instead of overlapping.)
-                self._seal()
-            else:
-                self._flush_now.set()  # sealed, at whatever size it has then, when a write ends
+            # Sealed now and written as soon as a write slot is free, while the next one fills up: writes
+            # of `batch` positions follow each other. (Left to the flush loop, a burst of frames read in
+            # one go grew one generation to `max_buffered`, and reading, writing and acknowledging took
+            # turns instead of overlapping.)
+            self._seal()
         if self._waiting and self._buffered < self.max_buffered:
             self._next_turn()
 
