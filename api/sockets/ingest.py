@@ -5,9 +5,9 @@ filter) and back-pressure: nothing waits on Redis or the database per position.
 
 - History: accepted positions join the current *generation* of the buffer. A generation is written
   in one `append_positions` call when it reaches `batch` positions or `flush_s` passed; a few may be
-  in flight at once (MAX_IN_FLIGHT), the others wait their turn. Acks go out per frame once its generation *and every earlier one* are stored,
-  so an acknowledged position is always stored (a crash loses only unacknowledged ones, which the
-  phone re-sends; the store ignores repeats).
+  in flight at once (MAX_IN_FLIGHT), the others wait their turn. Acks go out per frame once its
+  generation *and every earlier one* are stored, so an acknowledged position is always stored (a crash
+  loses only unacknowledged ones, which the phone re-sends; the store ignores repeats).
 - Latest and live stream: every `publish_s` the newest accepted fix per vehicle goes to the cache in
   one round trip per organization, and the accepted positions to the organization's bus channel in
   one message, so Redis sees tens of operations per second, not one per position.
