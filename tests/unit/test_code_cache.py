@@ -37,7 +37,8 @@ def test_reimports_share_code_but_not_module_state(package: Path) -> None:
     second = fresh_import("cachedpkg_for_test.mod")
     assert code_cache.cached_modules() == kept  # nothing compiled again
     assert first is not second
-    assert first.STATE == [1] and second.STATE == [1]  # type: ignore[attr-defined]
+    assert first.STATE == [1]  # type: ignore[attr-defined]
+    assert second.STATE == [1]  # type: ignore[attr-defined]
     assert first.STATE is not second.STATE  # type: ignore[attr-defined]
     assert type(second.__spec__.loader).__name__ == "_CachingSourceLoader"  # type: ignore[attr-defined]
 
@@ -57,7 +58,8 @@ def test_other_modules_are_left_to_python() -> None:
     assert finder.find_spec("json", None) is None
     assert finder.find_spec("workflowsx", None) is None
     spec = finder.find_spec("workflows", None)
-    assert spec is not None and type(spec.loader).__name__ == "_CachingSourceLoader"
+    assert spec is not None
+    assert type(spec.loader).__name__ == "_CachingSourceLoader"
 
 
 def test_install_is_idempotent() -> None:
