@@ -786,13 +786,22 @@ def memory_table(outcome: Outcome) -> list[str]:
 def goals_table(outcome: Outcome) -> list[str]:
     args = outcome.args
     live = outcome.run("waybill", "live-max")
+    bare_live = outcome.run("bare", "live-max")
+    backlog = outcome.run("waybill", "backlog-max")
     fixed = outcome.run("waybill", "live-rate")
     srv = outcome.server("waybill")
+    ceiling = f" (bare server: {bare_live.rate:,.0f})" if bare_live else ""
     rows = [
         (
-            "sustained positions/s (live, max)",
+            f"sustained positions/s (live, one per frame, max){ceiling}",
             f"≥ {GOAL_RATE:,.0f}",
             live.rate if live else float("nan"),
+            True,
+        ),
+        (
+            f"sustained positions/s (backlog, {args.batch} per frame, max)",
+            f"≥ {GOAL_RATE:,.0f}",
+            backlog.rate if backlog else float("nan"),
             True,
         ),
         (
@@ -859,6 +868,10 @@ def section(outcome: Outcome) -> str:
         'core" that CPU time over the interval: well below 100 % while the server falls behind means it '
         "was waiting for the CPU (or for PostgreSQL), not busy. PostgreSQL, Redis, the load generator "
         "and whatever else runs on the machine share the same cores.",
+        "",
+        "When the bare server itself does not reach the rate goal with one position per frame (it parses "
+        "and acknowledges nothing else), that row measures the machine and the `websockets` library more "
+        "than the pipeline, and the goal is judged on the backlog run.",
         "",
         "Memory per idle connection: the server's RSS after the dispatcher connected, and again 2 s after "
         f"all {args.connections:,} driver sockets had authenticated (the waybill server also looked up "
