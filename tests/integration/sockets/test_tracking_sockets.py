@@ -223,8 +223,12 @@ async def test_slow_dispatcher_is_bounded_and_does_not_delay_others(server: Serv
     # The fast dispatcher kept up while the slow one stalled.
     assert len(lags) > 100
     lags.sort()
-    # (A fan-out that waited on the stalled client would hold everyone up to its 2 s lag limit.)
-    assert lags[int(len(lags) * 0.99)] < 1.0, lags[-5:]
+    # A fan-out that waited on the stalled client would hold everyone until it is cut off at its
+    # 2 s lag limit: lags spread up to 2 s over the first half of the flood (p90 about 1.6 s).
+    # Bounds below that, with room for a busy machine descheduling this one process.
+    p90, p99 = lags[int(len(lags) * 0.9)], lags[int(len(lags) * 0.99)]
+    assert p90 < 1.0, (p90, p99, lags[-5:])
+    assert p99 < 1.9, (p90, p99, lags[-5:])
     # The slow one was cut off once it had stayed behind longer than the allowed lag (4429; or, as its
     # buffers were full, the close frame could not reach it before the close timeout: 1006).
     assert kicked == 1
