@@ -83,7 +83,7 @@ class WorkerProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    async def wait_polling(self, timeout: float = 30) -> None:
+    async def wait_polling(self, timeout: float = 90) -> None:  # pandas, OR-Tools imports: slow when busy
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
