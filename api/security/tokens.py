@@ -156,31 +156,39 @@ class TokenService:
         while len(self._verified) >= VERIFIED_CACHE_MAX:
             del self._verified[next(iter(self._verified))]  # the oldest insertion goes first
 
-    def _verify(self, token: str, expected: TokenType) -> TokenClaims:
+    def _decode(
+        self, token: str, audience: str, required: list[str], typ: str, wanted: str
+    ) -> dict[str, Any]:
+        """The verified claims: signature by a known `kid`, pinned algorithm, audience, issuer,
+        required claims, expiry (with leeway) and `typ`; TokenError otherwise."""
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
+        except (jwt.PyJWTError, ValueError, TypeError):
             raise TokenError("invalid_token", "the token is malformed") from None
         kid = header.get("kid")
         key = self._keys.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise TokenError("invalid_token", "the token was signed with an unknown or retired key")
         try:
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
                 algorithms=[self._alg],
-                audience=self._audience,
+                audience=audience,
                 issuer=self._issuer,
-                options={"require": _REQUIRED},
+                options={"require": required},
                 leeway=LEEWAY_SECONDS,
             )
         except jwt.ExpiredSignatureError:
             raise TokenError("token_expired", "the token has expired") from None
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise TokenError("invalid_token", f"the token is not valid: {exc}") from None
-        if claims.get("typ") != expected.value:
-            raise TokenError("wrong_token_type", f"a {expected.value} token is required here")
+        if claims.get("typ") != typ:
+            raise TokenError("wrong_token_type", f"{wanted} is required here")
+        return claims
+
+    def _verify(self, token: str, expected: TokenType) -> TokenClaims:
+        claims = self._decode(token, self._audience, _REQUIRED, expected.value, f"a {expected.value} token")
         try:
             return TokenClaims(
                 user_id=uuid.UUID(claims["sub"]),
@@ -192,7 +200,7 @@ class TokenService:
                 expires_at=datetime.fromtimestamp(claims["exp"], UTC),
                 family_id=uuid.UUID(claims["fam"]) if "fam" in claims else None,
             )
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, OverflowError):
             raise TokenError("invalid_token", "the token's claims are malformed") from None
 
     # Customer tracking links ------------------------------------------------------------------
@@ -224,30 +232,9 @@ class TokenService:
 
     def verify_share(self, token: str) -> ShareClaims:
         """The link's claims; TokenError(`token_expired` | `invalid_token` | `wrong_token_type`)."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except (jwt.PyJWTError, ValueError, TypeError):
-            raise TokenError("invalid_token", "the token is malformed") from None
-        kid = header.get("kid")
-        key = self._keys.get(kid) if isinstance(kid, str) else None
-        if key is None:
-            raise TokenError("invalid_token", "the token was signed with an unknown or retired key")
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[self._alg],
-                audience=self._share_audience,
-                issuer=self._issuer,
-                options={"require": _SHARE_REQUIRED},
-                leeway=5,
-            )
-        except jwt.ExpiredSignatureError:
-            raise TokenError("token_expired", "the token has expired") from None
-        except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise TokenError("invalid_token", f"the token is not valid: {exc}") from None
-        if claims.get("typ") != SHARE_TYPE:
-            raise TokenError("wrong_token_type", "a tracking share token is required here")
+        claims = self._decode(
+            token, self._share_audience, _SHARE_REQUIRED, SHARE_TYPE, "a tracking share token"
+        )
         try:
             return ShareClaims(
                 delivery_id=uuid.UUID(claims["sub"]),
