@@ -104,6 +104,15 @@ class SocketMetrics:
             "Positions a slow client never received: older positions of a vehicle replaced by its newest",
             registry=registry,
         )
+        self.refused = Counter(
+            "waybill_socket_refused_total",
+            "Socket frames and connections refused by a limit: rate_limited (a frame over the frame "
+            "rate), flood (a connection closed 4420), too_many_connections (closed 4409)",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ("rate_limited", "flood", "too_many_connections"):
+            self.refused.labels(reason)
         self.subscriber_disconnects = Counter(
             "waybill_subscriber_disconnects_total",
             "Clients disconnected (4429) for falling too far behind",

@@ -226,6 +226,7 @@ class SocketServer:
         claims = session.claims
         lease = await self.connections.acquire(claims.user_id, claims.role)
         if lease is None:
+            self.ctx.metrics.refused.labels("too_many_connections").inc()
             limit = self.connections.limit(claims.role)
             await last_word(
                 ws,
@@ -269,6 +270,8 @@ class SocketServer:
                 if session.ending is not None:
                     break  # closing (expired, re-authentication refused, flood): nothing more is processed
                 if budget is not None and (verdict := budget.take(clock())):
+                    reason = "flood" if verdict == limits.FLOOD else "rate_limited"
+                    self.ctx.metrics.refused.labels(reason).inc()
                     if verdict == limits.FLOOD:
                         session.end(ws, "flood", "too many frames over the rate limit", CLOSE_FLOOD)
                         break

@@ -318,6 +318,7 @@ async def test_frames_over_the_rate_are_refused_not_processed(secure: Secure, by
 
 async def test_frame_flood_is_closed_4420(secure: Secure, bystander: Bystander) -> None:
     res = secure.resources
+    floods_before = refused_count(secure, "flood")
     fleet = await make_fleet(res.sessionmaker, 1)
     ws, _ = await open_socket(f"{secure.url}/ws/driver", driver_token(res.tokens, fleet, 0))
     t0 = time.monotonic()
@@ -342,8 +343,15 @@ async def test_frame_flood_is_closed_4420(secure: Secure, bystander: Bystander) 
     assert sent < 5000  # cut off long before the end
     acked = {s for f in frames if f["type"] == "ack" for s in f["seqs"]}
     assert len(acked) <= 100 + 50 * elapsed + 1  # refused frames were never processed
+    assert refused_count(secure, "flood") == floods_before + 1
+    assert refused_count(secure, "rate_limited") > 0
     await bystander.check(t0)
     await bystander.served_after(t0)
+
+
+def refused_count(secure: Secure, reason: str) -> float:
+    registry = secure.service.sockets.ctx.metrics.registry
+    return registry.get_sample_value("waybill_socket_refused_total", {"reason": reason}) or 0.0
 
 
 async def _refused(url: str, token: str) -> tuple[list[dict[str, Any]], int | None]:
@@ -354,6 +362,7 @@ async def _refused(url: str, token: str) -> tuple[list[dict[str, Any]], int | No
 
 async def test_connections_per_user_are_capped_4409(secure: Secure, bystander: Bystander) -> None:
     res = secure.resources
+    caps_before = refused_count(secure, "too_many_connections")
     fleet = await make_fleet(res.sessionmaker, 1)
     t0 = time.monotonic()
     driver_url, dispatch_url = f"{secure.url}/ws/driver", f"{secure.url}/ws/dispatch"
@@ -376,6 +385,7 @@ async def test_connections_per_user_are_capped_4409(secure: Secure, bystander: B
     assert code == CLOSE_TOO_MANY_CONNECTIONS
     viewer, ready = await open_socket(dispatch_url, staff_token(res, fleet, Role.VIEWER))
     assert ready["type"] == "ready"
+    assert refused_count(secure, "too_many_connections") == caps_before + 2
     await bystander.check(t0)
     for ws in (*drivers, *staff, viewer):
         await ws.close()
