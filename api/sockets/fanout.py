@@ -21,7 +21,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
@@ -267,24 +267,33 @@ class OrgFeed:
         """A message from the bus as published: positions are forwarded to fleet subscribers as they are
         and decoded only if someone needs them one by one; anything else is decoded and dispatched."""
         if is_positions(payload):
-            count = count_positions(payload)
-            if not count:
-                return
-            positions: list[dict[str, Any]] | None = None
-            for listener in self.listeners:
-                if not listener.dispatcher:
-                    continue
-                if listener.fleet:
-                    listener.outbox.add_raw(payload, count)
-                    continue
-                if positions is None:
-                    positions = self._decode(payload).get("positions", [])
-                if wanted := [p for p in positions if listener.wants_vehicle(p.get("vehicle_id"))]:
-                    listener.outbox.add_positions(wanted)
+            if count := count_positions(payload):
+                self._fan_positions(lambda: self._decode(payload).get("positions", []), (payload, count))
             return
         data = self._decode(payload)
         if data:
             self.dispatch(data)
+
+    def _fan_positions(
+        self, decode: Callable[[], Sequence[dict[str, Any]]], raw: tuple[bytes, int] | None
+    ) -> None:
+        # Positions go to dispatchers only. Every driver of the organization on this replica is a
+        # listener too, so the listeners are looked at once per message, not once per position.
+        # `raw` (the message as published, and its position count) goes to fleet subscribers as it is;
+        # the positions are decoded at most once, and only if a listener needs them one by one.
+        positions: Sequence[dict[str, Any]] | None = None
+        for listener in self.listeners:
+            if not listener.dispatcher:
+                continue
+            if listener.fleet and raw is not None:
+                listener.outbox.add_raw(*raw)
+                continue
+            if positions is None:
+                positions = decode()
+            if listener.fleet:
+                listener.outbox.add_positions(positions)
+            elif wanted := [p for p in positions if listener.wants_vehicle(p.get("vehicle_id"))]:
+                listener.outbox.add_positions(wanted)
 
     def _decode(self, payload: bytes) -> dict[str, Any]:
         try:
@@ -299,16 +308,7 @@ class OrgFeed:
     def dispatch(self, data: dict[str, Any]) -> None:
         kind = data.get("type")
         if kind == "positions":
-            # Positions go to dispatchers only. Every driver of the organization on this replica is a
-            # listener too, so the listeners are looked at once per message, not once per position.
-            positions = data.get("positions", ())
-            for listener in self.listeners:
-                if not listener.dispatcher:
-                    continue
-                if listener.fleet:
-                    listener.outbox.add_positions(positions)
-                elif wanted := [p for p in positions if listener.wants_vehicle(p.get("vehicle_id"))]:
-                    listener.outbox.add_positions(wanted)
+            self._fan_positions(lambda: data.get("positions", ()), None)
             return
         vehicle = data.get("vehicle_id")
         if kind == "route.changed" and self.observer is not None and vehicle:
