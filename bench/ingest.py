@@ -909,6 +909,8 @@ async def benchmark(args: argparse.Namespace, command: str) -> Outcome:
         "load average before the run (1, 5, 15 min)": load_average(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
+    if args.settings:
+        facts["waybill sockets settings (--set)"] = ", ".join(f"{k}={v}" for k, v in args.settings.items())
     await asyncio.to_thread(ensure_database, args.database_url)
     say(f"migrating {redact_url(args.database_url)}")
     await asyncio.to_thread(upgrade, to_sync_url(args.database_url))
@@ -940,6 +942,7 @@ async def benchmark(args: argparse.Namespace, command: str) -> Outcome:
                 "WAYBILL_DATA_DIR": tmp,
                 "WAYBILL_LOG_LEVEL": "WARNING",
                 "WAYBILL_SOCKETS_HOST": "127.0.0.1",
+                **args.settings,
             }
         )
         try:
@@ -982,6 +985,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--runs", default=",".join(RUNS), help=f"which runs, comma-separated (default {','.join(RUNS)})"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the waybill server for this run, e.g. tracking_history_batch=250 (repeatable)",
+    )
     parser.add_argument("--write-docs", action="store_true", help=f"update docs/{DOCS_PATH.name}")
     parser.add_argument("--role", choices=("client", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -996,6 +1006,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--connections must be 1..20000")
     if not 1 <= args.batch <= 1000:
         parser.error("--batch must be 1..1000 (the server's limit per frame)")
+    try:
+        args.settings = {f"WAYBILL_{n.strip().upper()}": v for n, v in (s.split("=", 1) for s in args.set)}
+    except ValueError:
+        parser.error("--set takes NAME=VALUE")
     if args.loaders < 1 or args.window < 1 or args.batch_window < 1 or args.rate < 1:
         parser.error("--loaders, --window, --batch-window and --rate must be at least 1")
     if args.seconds <= args.ramp:
@@ -1017,6 +1031,7 @@ def command_line(args: argparse.Namespace) -> str:
     for name, default in (("window", 4), ("batch", 100), ("batch_window", 1), ("loaders", 2)):
         if getattr(args, name) != default:
             parts.append(f"--{name.replace('_', '-')} {getattr(args, name)}")
+    parts += [f"--set {setting}" for setting in args.set]
     if args.write_docs:
         parts.append("--write-docs")
     return " ".join(parts)

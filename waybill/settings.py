@@ -181,9 +181,12 @@ class Settings(BaseSettings):
     tracking_max_accuracy_m: float = Field(default=100.0, gt=0)
     tracking_max_speed_mps: float = Field(default=70.0, gt=0)
     tracking_max_future_seconds: float = Field(default=30.0, ge=0)
+    # History is written when `batch` positions are buffered or `flush_ms` after a batch's first one
+    # (acks wait for it); the latest positions are cached and published every `publish_ms`. Short
+    # intervals keep a dispatcher's view fresh at moderate rates; at high rates batches fill first.
     tracking_history_batch: int = Field(default=1000, ge=1)
-    tracking_history_flush_ms: int = Field(default=200, ge=1)
-    tracking_publish_ms: int = Field(default=20, ge=1)
+    tracking_history_flush_ms: int = Field(default=50, ge=1)
+    tracking_publish_ms: int = Field(default=10, ge=1)
     tracking_arrival_radius_m: float = Field(default=50.0, gt=0)
     tracking_arrival_dwell_seconds: float = Field(default=30.0, ge=0)
     tracking_depot_radius_m: float = Field(default=150.0, gt=0)

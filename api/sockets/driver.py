@@ -147,7 +147,15 @@ class DriverProtocol:
         await self.ctx.ingest.submit(self.ref, fixes, invalid, self._ack)
 
     def _ack(self, seqs: list[int], filtered: list[tuple[int, str]]) -> None:
+        self.send(ack_frame(seqs, filtered))
+
+
+def ack_frame(seqs: list[int], filtered: list[tuple[int, str]]) -> str:
+    """`json.dumps({"type": "ack", "seqs": seqs[, "filtered": [...]]})`. The common ack (plain ints
+    from `_seq`, nothing filtered) is written directly: one goes out per frame, and json.dumps was a
+    few percent of the server's CPU at 5,000 frames/s."""
+    if filtered:
         ack: dict[str, Any] = {"type": "ack", "seqs": seqs}
-        if filtered:
-            ack["filtered"] = [{"seq": seq, "reason": reason} for seq, reason in filtered]
-        self.send(json.dumps(ack))  # ints and strings only: the default encoder, no `default=`
+        ack["filtered"] = [{"seq": seq, "reason": reason} for seq, reason in filtered]
+        return json.dumps(ack, separators=(",", ":"))  # ints and strings only: no `default=`
+    return '{"type":"ack","seqs":[' + ",".join(map(str, seqs)) + "]}"

@@ -28,6 +28,7 @@ from uuid import UUID
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from api.sockets.frames import CLOSE_TOO_SLOW
 from api.sockets.ingest import POSITIONS_HEAD, POSITIONS_TAIL
@@ -138,8 +139,31 @@ class Outbox:
             self.queued = len(self.positions)
 
     def frame(self, text: str) -> None:
+        if self._send_now(text):
+            return
         self.frames.append(text)
         self.check()
+
+    def _send_now(self, text: str) -> bool:
+        """Write a frame at once if no frame is queued or being sent before it and the socket's
+        buffer is empty, as `ws.send` would without waiting, but with no wake-up of the writer task
+        and no send context. Frames go before queued positions either way (see `_run`). Acks take
+        this path: one per driver frame, and at 5,000 frames/s the queued path was about a tenth of
+        the server's CPU. A socket that is not keeping up gets its frames through the queue, so
+        order, back-pressure and the lag limit are unchanged."""
+        ws = self.ws
+        if self.kicked or self.busy_since is not None or self.frames:
+            return False  # (queued positions go after frames anyway, see _run)
+        if ws.send_in_progress is not None or ws.protocol.state is not State.OPEN:
+            return False
+        transport = ws.transport
+        if transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        ws.protocol.send_text(text.encode())
+        ws.send_data()
+        if self._counts is not None:
+            self._counts.frames_out += 1
+        return True
 
     def check(self) -> None:
         if self.kicked:

@@ -8,10 +8,12 @@ import asyncio
 import json
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.protocol import State
 
 from api.sockets.fanout import Outbox
 from api.sockets.metrics import SocketMetrics
@@ -136,10 +138,15 @@ async def test_metrics_endpoint_exports_what_deploy_uses_with_live_values(server
 
 
 class StalledSocket:
-    """A client whose socket never drains: the first send blocks for good."""
+    """A client whose socket never drains: its buffer is not empty (so no frame is written at once,
+    `Outbox._send_now`) and the first send blocks for good."""
+
+    send_in_progress = None
 
     def __init__(self) -> None:
         self.closed_with: int | None = None
+        self.protocol = SimpleNamespace(state=State.OPEN)
+        self.transport = SimpleNamespace(is_closing=lambda: False, get_write_buffer_size=lambda: 65_536)
 
     async def send(self, text: str) -> None:  # noqa: ARG002
         await asyncio.Event().wait()
