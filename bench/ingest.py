@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,6 +69,35 @@ GOAL_P99_MS = 100.0
 GOAL_IDLE_KIB = 50.0
 READY = "@ready"
 SERVERS = ("bare", "waybill")
+
+
+def is_waybill(kind: str) -> bool:
+    return kind.startswith("waybill")
+
+
+def processes_of(kind: str) -> int:
+    """`waybill-x2`: `waybill sockets --processes 2`."""
+    return int(kind.split("-x", 1)[1]) if "-x" in kind else 1
+
+
+def label(kind: str) -> str:
+    if kind == "bare":
+        return "bare `websockets`"
+    n = processes_of(kind)
+    return "`waybill sockets`" if n == 1 else f"`waybill sockets --processes {n}`"
+
+
+def server_kinds(args: argparse.Namespace) -> list[str]:
+    """The servers to measure, in order: `waybill` once per `--processes` count."""
+    kinds: list[str] = []
+    for server in args.servers:
+        if server == "waybill":
+            kinds += ["waybill" if n == 1 else f"waybill-x{n}" for n in args.processes]
+        else:
+            kinds.append(server)
+    return kinds
+
+
 RUNS = ("live-max", "live-rate", "backlog-max")
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -95,18 +124,45 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 # /proc ------------------------------------------------------------------------------------------
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (`waybill sockets --processes N`: the supervisor and its replicas)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                pids += process_tree(int(child))
+    return pids
+
+
 def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    """Resident memory of a process and its descendants."""
+    total = 0
+    for p in process_tree(pid):
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds so far of a process and its descendants."""
+    total = 0
+    for p in process_tree(pid):
+        stat = Path(f"/proc/{p}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def free_ports(n: int) -> int:
+    """The first of n consecutive free loopback ports."""
+    from waybill.ports import port_free
+
+    for _ in range(50):
+        base = free_port()
+        if base + n <= 65_535 and all(port_free("127.0.0.1", base + i) for i in range(n)):
+            return base
+    raise RuntimeError(f"no {n} consecutive free ports")
 
 
 def load_average() -> str:
@@ -555,11 +611,16 @@ async def bench_server(
 ) -> ServerResult:
     result = ServerResult(kind)
     port = free_port()
-    server_env = {**env, "WAYBILL_SOCKETS_PORT": str(port)} if kind == "waybill" else child_env()
+    server_env = child_env()
+    if is_waybill(kind):
+        server_env = {**env, "WAYBILL_SOCKETS_PORT": str(port)}
+        if (processes := processes_of(kind)) > 1:
+            server_env["WAYBILL_SOCKETS_PROCESSES"] = str(processes)
+            server_env["WAYBILL_SOCKETS_METRICS_PORT"] = str(free_ports(processes))
     server = ServerProcess(kind, port, server_env, tmp)
     ticks: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
     loaders = [Child(f"load{i}") for i in range(args.loaders)]
-    dispatcher = Child("dispatcher") if kind == "waybill" else None
+    dispatcher = Child("dispatcher") if is_waybill(kind) else None
     children = loaders + ([dispatcher] if dispatcher else [])
     say(f"[{kind}] starting the server on port {port}")
     await server.start()
@@ -719,7 +780,7 @@ def run_line(r: RunResult) -> str:
         f"{_fmt(r.ack_ms(99))} ms; server CPU {_fmt(r.cpu_us)} µs/position ({_fmt(r.cpu_share, 0)}% of a "
         f"core); sent {r.sent:,}, acked {r.acked:,}, filtered {r.filtered:,}, errors {r.errors}"
     )
-    if r.server == "waybill":
+    if is_waybill(r.server):
         line += (
             f"; dispatcher p50 {_fmt(r.dispatch_ms(50))} ms, p99 {_fmt(r.dispatch_ms(99))} ms, "
             f"received {r.dispatch_received:,} of {r.measured:,}"
@@ -754,14 +815,15 @@ def results_table(outcome: Outcome) -> list[str]:
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for spec in run_specs(outcome.args):
-        for kind in SERVERS:
+        for kind in [s.server for s in outcome.servers]:
             r = outcome.run(kind, spec.name)
             if r is None:
                 continue
-            name = "bare `websockets`" if kind == "bare" else "`waybill sockets`"
-            got = f"{r.dispatch_received / r.measured:.1%}" if kind == "waybill" and r.measured else "—"
-            d50 = _fmt(r.dispatch_ms(50)) if kind == "waybill" else "—"
-            d99 = _fmt(r.dispatch_ms(99)) if kind == "waybill" else "—"
+            name = label(kind)
+            ours = is_waybill(kind)
+            got = f"{r.dispatch_received / r.measured:.1%}" if ours and r.measured else "—"
+            d50 = _fmt(r.dispatch_ms(50)) if ours else "—"
+            d99 = _fmt(r.dispatch_ms(99)) if ours else "—"
             lines.append(
                 f"| {spec.label} | {name} | {r.rate:,.0f} | {_fmt(r.ack_ms(50))} | {_fmt(r.ack_ms(99))} | "
                 f"{d50} | {d99} | {got} | {_fmt(r.cpu_us)} | {_fmt(r.cpu_share, 0)} |"
@@ -775,7 +837,7 @@ def memory_table(outcome: Outcome) -> list[str]:
         "|---|--:|--:|--:|--:|",
     ]
     for s in outcome.servers:
-        name = "bare `websockets`" if s.server == "bare" else "`waybill sockets`"
+        name = label(s.server)
         lines.append(
             f"| {name} | {s.connected:,} | {s.rss_before / 2**20:.1f} | {s.rss_after / 2**20:.1f} | "
             f"{_fmt(s.idle_kib)} |"
@@ -784,43 +846,57 @@ def memory_table(outcome: Outcome) -> list[str]:
 
 
 def goals_table(outcome: Outcome) -> list[str]:
+    """The goals, measured on every waybill configuration that ran (one column each)."""
     args = outcome.args
-    live = outcome.run("waybill", "live-max")
     bare_live = outcome.run("bare", "live-max")
-    backlog = outcome.run("waybill", "backlog-max")
-    fixed = outcome.run("waybill", "live-rate")
-    srv = outcome.server("waybill")
+    kinds = [s.server for s in outcome.servers if is_waybill(s.server)]
     ceiling = f" (bare server: {bare_live.rate:,.0f})" if bare_live else ""
-    rows = [
+
+    def measured(kind: str, spec: str, value: Callable[[RunResult], float]) -> float:
+        r = outcome.run(kind, spec)
+        return value(r) if r is not None else float("nan")
+
+    def idle(kind: str) -> float:
+        srv = outcome.server(kind)
+        return srv.idle_kib if srv else float("nan")
+
+    rows: list[tuple[str, str, Callable[[str], float], bool]] = [
         (
             f"sustained positions/s (live, one per frame, max){ceiling}",
             f"≥ {GOAL_RATE:,.0f}",
-            live.rate if live else float("nan"),
+            lambda k: measured(k, "live-max", lambda r: r.rate),
             True,
         ),
         (
             f"sustained positions/s (backlog, {args.batch} per frame, max)",
             f"≥ {GOAL_RATE:,.0f}",
-            backlog.rate if backlog else float("nan"),
+            lambda k: measured(k, "backlog-max", lambda r: r.rate),
             True,
         ),
         (
             f"dispatcher p99 ms at {args.rate:,.0f}/s",
             f"< {GOAL_P99_MS:.0f}",
-            fixed.dispatch_ms(99) if fixed else float("nan"),
+            lambda k: measured(k, "live-rate", lambda r: r.dispatch_ms(99)),
             False,
         ),
-        ("KiB per idle connection", f"< {GOAL_IDLE_KIB:.0f}", srv.idle_kib if srv else float("nan"), False),
+        ("KiB per idle connection", f"< {GOAL_IDLE_KIB:.0f}", idle, False),
     ]
-    lines = ["| goal (`waybill sockets`) | target | measured | met |", "|---|--:|--:|---|"]
-    for name, target, value, higher in rows:
+    lines = [
+        "| goal | target | " + " | ".join(f"{label(k)} | met" for k in kinds) + " |",
+        "|---|--:|" + "--:|---|" * len(kinds),
+    ]
+    for name, target, value_of, higher in rows:
         bound = float(re.sub(r"[^0-9.]", "", target))
-        met = (
-            "n/a"
-            if value != value
-            else ("yes" if (value >= bound if higher else value < bound) else "**no**")
-        )
-        lines.append(f"| {name} | {target} | {_fmt(value, 0 if higher else 1)} | {met} |")
+        cells = []
+        for kind in kinds:
+            value = value_of(kind)
+            met = (
+                "n/a"
+                if value != value
+                else ("yes" if (value >= bound if higher else value < bound) else "**no**")
+            )
+            cells.append(f"{_fmt(value, 0 if higher else 1)} | {met}")
+        lines.append(f"| {name} | {target} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -869,6 +945,11 @@ def section(outcome: Outcome) -> str:
         "was waiting for the CPU (or for PostgreSQL), not busy. PostgreSQL, Redis, the load generator "
         "and whatever else runs on the machine share the same cores.",
         "",
+        "`waybill sockets --processes N` runs N replicas that share the port (the kernel spreads the "
+        "connections) and meet on Redis, as replicas on separate hosts do; one Python process uses at "
+        "most one core, so on a 2-core machine this is how the server uses both. Their CPU time and "
+        "memory are summed in these tables.",
+        "",
         "When the bare server itself does not reach the rate goal with one position per frame (it parses "
         "and acknowledges nothing else), that row measures the machine and the `websockets` library more "
         "than the pipeline, and the goal is judged on the backlog run.",
@@ -909,6 +990,10 @@ async def benchmark(args: argparse.Namespace, command: str) -> Outcome:
         "load average before the run (1, 5, 15 min)": load_average(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
+    if args.processes != [1]:
+        facts["`waybill sockets --processes N`"] = (
+            "N replicas sharing the port and meeting on Redis; their CPU and memory are summed"
+        )
     if args.settings:
         facts["waybill sockets settings (--set)"] = ", ".join(f"{k}={v}" for k, v in args.settings.items())
     await asyncio.to_thread(ensure_database, args.database_url)
@@ -946,7 +1031,7 @@ async def benchmark(args: argparse.Namespace, command: str) -> Outcome:
             }
         )
         try:
-            for kind in args.servers:
+            for kind in server_kinds(args):
                 servers.append(
                     await bench_server(kind, args, env, Path(tmp), tokens, dispatcher_token, epoch)
                 )
@@ -956,8 +1041,8 @@ async def benchmark(args: argparse.Namespace, command: str) -> Outcome:
             await clear_redis(args.redis_url)
     facts["load average after the run (1, 5, 15 min)"] = load_average()
     for s in servers:
-        if s.server == "waybill":
-            facts["waybill sockets stopped on SIGTERM"] = f"exit code {s.exit_code} in {s.exit_s:.1f}s"
+        if is_waybill(s.server):
+            facts[f"{label(s.server)} stopped on SIGTERM"] = f"exit code {s.exit_code} in {s.exit_s:.1f}s"
     return Outcome(servers, facts, command, args)
 
 
@@ -973,6 +1058,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=100, help="positions per backlog frame (100)")
     parser.add_argument("--batch-window", type=int, default=1, help="backlog: frames unacked per socket (1)")
     parser.add_argument("--loaders", type=int, default=2, help="load-generator processes (default 2)")
+    parser.add_argument(
+        "--processes",
+        default="1",
+        help="waybill sockets replicas sharing the port (`waybill sockets --processes`); a comma-separated "
+        "list measures each, e.g. 1,2 (default 1)",
+    )
     parser.add_argument(
         "--database-url", default=DEFAULT_DATABASE_URL, help="PostgreSQL URL (created if missing)"
     )
@@ -1010,6 +1101,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.settings = {f"WAYBILL_{n.strip().upper()}": v for n, v in (s.split("=", 1) for s in args.set)}
     except ValueError:
         parser.error("--set takes NAME=VALUE")
+    try:
+        args.processes = [int(n) for n in args.processes.split(",") if n.strip()]
+    except ValueError:
+        parser.error("--processes takes comma-separated counts, e.g. 1,2")
+    if not args.processes or any(not 1 <= n <= 64 for n in args.processes):
+        parser.error("--processes: each count must be 1..64")
     if args.loaders < 1 or args.window < 1 or args.batch_window < 1 or args.rate < 1:
         parser.error("--loaders, --window, --batch-window and --rate must be at least 1")
     if args.seconds <= args.ramp:
@@ -1028,6 +1125,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append(f"--servers {','.join(args.servers)}")
     if args.runs != list(RUNS):
         parts.append(f"--runs {','.join(args.runs)}")
+    if args.processes != [1]:
+        parts.append(f"--processes {','.join(map(str, args.processes))}")
     for name, default in (("window", 4), ("batch", 100), ("batch_window", 1), ("loaders", 2)):
         if getattr(args, name) != default:
             parts.append(f"--{name.replace('_', '-')} {getattr(args, name)}")
@@ -1057,7 +1156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_report(outcome)
     failed = any(r.errors or r.closed for s in outcome.servers for r in s.runs)
     if args.write_docs:
-        if failed or len(outcome.servers) != len(SERVERS) or args.runs != list(RUNS):
+        ran_all = len(outcome.servers) == len(server_kinds(args)) and args.servers == list(SERVERS)
+        if failed or not ran_all or args.runs != list(RUNS):
             say("not writing the docs: a run had errors, or not every server and run ran")
             return 1
         write_docs(outcome)

@@ -17,6 +17,7 @@ from waybill.logging import configure_logging
 from waybill.ports import PortClaim, PortInUse, ensure_ports_free
 from waybill.settings import ConfigError, Settings, load_settings
 from waybill.simulate_cli import add_simulate_parser, run_simulate
+from waybill.socket_replicas import current_replica
 
 log = logging.getLogger("waybill")
 
@@ -31,7 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--no-seed", action="store_true", help="do not create the demo organization")
     sub.add_parser("api", help="run the REST API (needs REDIS_URL)")
-    sub.add_parser("sockets", help="run the WebSocket server (needs REDIS_URL)")
+    sockets = sub.add_parser("sockets", help="run the WebSocket server (needs REDIS_URL)")
+    sockets.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="replicas sharing the port, about one per core (default: WAYBILL_SOCKETS_PROCESSES, 1)",
+    )
     worker = sub.add_parser("worker", help="run Temporal workers (needs REDIS_URL)")
     worker.add_argument(
         "--queue",
@@ -93,7 +100,9 @@ async def _run_role(settings: Settings, role: str, queue: str) -> int:
         if role == "api":
             service = ApiService(resources, settings.api_host, settings.api_port)
         elif role == "sockets":
-            service = SocketService(resources, settings.sockets_host, settings.sockets_port)
+            service = SocketService(
+                resources, settings.sockets_host, settings.sockets_port, replica=current_replica()
+            )
         else:
             service = WorkerService(resources, list(QUEUE_NAMES) if queue == "all" else [queue])
 
@@ -206,7 +215,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ensure_ports_free(
                     settings.api_host, [PortClaim(settings.api_port, "API", "WAYBILL_API_PORT")]
                 )
-            if args.command == "sockets":
+            if args.command == "sockets" and current_replica() is None:
+                processes = settings.sockets_processes if args.processes is None else args.processes
+                if not 1 <= processes <= 64:
+                    raise ConfigError("--processes must be between 1 and 64")
+                if processes > 1:
+                    from waybill.socket_replicas import replica_ports, run_replicas
+
+                    ensure_ports_free(settings.sockets_host, replica_ports(settings, processes))
+                    return run_replicas(processes)
                 ensure_ports_free(
                     settings.sockets_host,
                     [PortClaim(settings.sockets_port, "sockets", "WAYBILL_SOCKETS_PORT")],

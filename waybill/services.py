@@ -72,13 +72,17 @@ class ApiService:
 class SocketService:
     name = "sockets"
 
-    def __init__(self, resources: Resources, host: str, port: int) -> None:
+    def __init__(self, resources: Resources, host: str, port: int, replica: int | None = None) -> None:
         self.sockets = SocketServer(resources)
-        self.host, self.port = host, port
+        self.host, self.port, self.replica = host, port, replica
         self.server: WsServer | None = None
 
     async def start(self) -> None:
-        self.server = await self.sockets.start(self.host, self.port)
+        replica = self.replica
+        metrics_port = self.sockets.settings.sockets_metrics_port + replica if replica is not None else 0
+        self.server = await self.sockets.start(
+            self.host, self.port, replica=replica, metrics_port=metrics_port
+        )
 
     async def stop(self) -> None:
         if self.server:

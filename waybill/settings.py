@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     sockets_host: str = "127.0.0.1"
     sockets_port: int = Field(default=8001, ge=1, le=65535)
+    # `waybill sockets --processes N` (docs/sockets.md "Replicas on one host"): N replicas share the
+    # socket port (SO_REUSEPORT) and replica i serves /metrics on sockets_metrics_port + i.
+    sockets_processes: int = Field(default=1, ge=1, le=64)
+    sockets_metrics_port: int = Field(default=9470, ge=1, le=65535)
     public_base_url: str = "http://localhost:8000"
     # Worker metrics (the API and sockets serve /metrics on their own ports); 0 turns one off.
     metrics_host: str = "127.0.0.1"

@@ -260,6 +260,9 @@ class OrgFeed:
         self.bus, self.org, self.observer = bus, org, observer
         self._fanout = metrics.fanout_seconds if metrics is not None else None
         self.listeners: set[Listener] = set()
+        # The dispatchers among them: positions go to these only, and a replica may hold thousands of
+        # drivers of the organization, so a positions message does not look at every listener.
+        self.dispatchers: set[Listener] = set()
         self.ready = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"feed:{org}")
 
@@ -267,6 +270,15 @@ class OrgFeed:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+    def add(self, listener: Listener) -> None:
+        self.listeners.add(listener)
+        if listener.dispatcher:
+            self.dispatchers.add(listener)
+
+    def discard(self, listener: Listener) -> None:
+        self.listeners.discard(listener)
+        self.dispatchers.discard(listener)
 
     async def _run(self) -> None:
         org = str(self.org)
@@ -301,14 +313,11 @@ class OrgFeed:
     def _fan_positions(
         self, decode: Callable[[], Sequence[dict[str, Any]]], raw: tuple[bytes, int] | None
     ) -> None:
-        # Positions go to dispatchers only. Every driver of the organization on this replica is a
-        # listener too, so the listeners are looked at once per message, not once per position.
+        # Positions go to dispatchers only, looked at once per message, not once per position.
         # `raw` (the message as published, and its position count) goes to fleet subscribers as it is;
         # the positions are decoded at most once, and only if a listener needs them one by one.
         positions: Sequence[dict[str, Any]] | None = None
-        for listener in self.listeners:
-            if not listener.dispatcher:
-                continue
+        for listener in self.dispatchers:
             if listener.fleet and raw is not None:
                 listener.outbox.add_raw(*raw)
                 continue
@@ -372,14 +381,14 @@ class Hub:
         feed = self.feeds.get(org)
         if feed is None:
             feed = self.feeds[org] = OrgFeed(self.bus, org, self.observer, self.metrics)
-        feed.listeners.add(listener)
+        feed.add(listener)
         await asyncio.wait_for(feed.ready.wait(), timeout)
 
     async def leave(self, org: UUID, listener: Listener) -> None:
         feed = self.feeds.get(org)
         if feed is None:
             return
-        feed.listeners.discard(listener)
+        feed.discard(listener)
         if not feed.listeners:
             del self.feeds[org]
             await feed.stop()

@@ -106,6 +106,11 @@ class Protocol(TypingProtocol):
     async def close(self) -> None: ...
 
 
+async def _refuse(ws: ServerConnection) -> None:
+    """Never called: the metrics port answers every request in `process_request`."""
+    await ws.close()
+
+
 class SocketServer:
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
@@ -113,12 +118,16 @@ class SocketServer:
         self.ctx = Context(resources)
         self.connections = limits.ConnectionLimiter(self.settings, self.settings.redis_url)
         self.server: Server | None = None
+        self.metrics_server: Server | None = None  # a replica's own metrics port (socket_replicas.py)
+        self.metrics_elsewhere: str | None = None
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:  # noqa: ARG002
         path = request.path.split("?", 1)[0]
         if path == "/health":
             return _plain(HTTPStatus.OK, "ok\n")
         if path == "/metrics":
+            if self.metrics_elsewhere is not None:  # replicas share this port: a scrape would hit any one
+                return _plain(HTTPStatus.NOT_FOUND, self.metrics_elsewhere)
             return self.ctx.metrics.response()
         if path not in PATH_ROLES:
             return _plain(HTTPStatus.NOT_FOUND, f"no socket at {path}; use /ws/driver or /ws/dispatch\n")
@@ -306,9 +315,29 @@ class SocketServer:
             if session.ending is not None:
                 await session.ending  # never raises: the close ends within its timeouts
 
-    async def start(self, host: str, port: int) -> Server:
+    def _metrics_request(self, connection: ServerConnection, request: Request) -> Response:  # noqa: ARG002
+        path = request.path.split("?", 1)[0]
+        if path == "/metrics":
+            return self.ctx.metrics.response()
+        if path == "/health":
+            return _plain(HTTPStatus.OK, "ok\n")
+        return _plain(HTTPStatus.NOT_FOUND, "this port serves /metrics and /health only\n")
+
+    async def start(
+        self, host: str, port: int, *, replica: int | None = None, metrics_port: int = 0
+    ) -> Server:
+        """Listen on `port`. A replica of `waybill sockets --processes N` (`replica` set) shares the port
+        with its siblings (SO_REUSEPORT) and serves its metrics on `metrics_port` instead."""
         self.ctx.start()
         self.connections.start()
+        if replica is not None:
+            self.metrics_server = await serve(
+                _refuse, host, metrics_port, process_request=self._metrics_request, compression=None
+            )
+            self.metrics_elsewhere = (
+                f"this port is shared by several sockets replicas; each serves its own metrics on its "
+                f"port from WAYBILL_SOCKETS_METRICS_PORT up (replica {replica}: {metrics_port})\n"
+            )
         self.server = await serve(
             self.handler,
             host,
@@ -321,13 +350,15 @@ class SocketServer:
             # permessage-deflate keeps zlib state per connection (~100+ KiB) and costs CPU per frame;
             # position frames are small, so memory per connection and throughput win.
             compression=None,
+            reuse_port=replica is not None,
         )
         return self.server
 
     async def stop(self) -> None:
         """Stop reading frames, store and acknowledge what was received, then close every socket."""
         await self.ctx.stop()
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+        for server in (self.server, self.metrics_server):
+            if server is not None:
+                server.close()
+                await server.wait_closed()
         await self.connections.close()

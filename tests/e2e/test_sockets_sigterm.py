@@ -42,6 +42,7 @@ from tests.conftest import REDIS_URL
 from tests.e2e.test_dev_command import STORE_VARS, WAYBILL
 from tests.integration.sockets.support import Fleet, access, make_fleet
 from tests.support import free_port, test_settings
+from waybill.ports import port_free
 from waybill.settings import to_async_url
 
 pytestmark = pytest.mark.skipif(
@@ -118,7 +119,39 @@ async def drive(url: str, stream: Stream, index: int) -> None:
         await reader
 
 
-async def test_sigterm_under_load_loses_no_acknowledged_position(sqlite_url: str, tmp_path: Path) -> None:
+def sockets_env(database_url: str, data_dir: Path, key: str, port: int, **extra: str) -> dict[str, str]:
+    """The environment of a `waybill sockets` process under test: Redis as its bus, a fresh prefix."""
+    env = {k: v for k, v in os.environ.items() if k not in STORE_VARS and not k.startswith("WAYBILL_")}
+    env.update(
+        {
+            "REDIS_URL": str(REDIS_URL),
+            "DATABASE_URL": database_url,
+            "WAYBILL_ENV": "test",
+            "WAYBILL_JWT_KEYS": json.dumps({"e2e": key}),
+            "WAYBILL_SOCKETS_PORT": str(port),
+            "WAYBILL_DATA_DIR": str(data_dir),
+            "WAYBILL_REDIS_PREFIX": f"waybill-e2e-sockets-{uuid.uuid4().hex[:8]}:",
+            "WAYBILL_LOG_FORMAT": "json",
+            **extra,
+        }
+    )
+    return env
+
+
+def consecutive_free_ports(n: int) -> int:
+    """The first of n consecutive free loopback ports (a replica's metrics port each)."""
+    for _ in range(50):
+        base = free_port()
+        if base + n <= 65_535 and all(port_free("127.0.0.1", base + i) for i in range(n)):
+            return base
+    raise AssertionError(f"no {n} consecutive free ports")
+
+
+@pytest.mark.parametrize("processes", [1, 2], ids=["one-process", "two-replicas"])
+async def test_sigterm_under_load_loses_no_acknowledged_position(
+    sqlite_url: str, tmp_path: Path, processes: int
+) -> None:
+    """With `--processes 2` the signal goes to the supervisor, which passes it on to both replicas."""
     engine = create_engine(to_async_url(sqlite_url))
     try:
         fleet: Fleet = await make_fleet(create_sessionmaker(engine), DRIVERS)
@@ -132,24 +165,18 @@ async def test_sigterm_under_load_loses_no_acknowledged_position(sqlite_url: str
     ]
 
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in STORE_VARS and not k.startswith("WAYBILL_")}
-    env.update(
-        {
-            "REDIS_URL": str(REDIS_URL),
-            "DATABASE_URL": sqlite_url,
-            "WAYBILL_ENV": "test",
-            "WAYBILL_JWT_KEYS": json.dumps({"e2e": key}),
-            "WAYBILL_SOCKETS_PORT": str(port),
-            "WAYBILL_DATA_DIR": str(tmp_path),
-            "WAYBILL_REDIS_PREFIX": f"waybill-e2e-sigterm-{uuid.uuid4().hex[:8]}:",
-            "WAYBILL_LOG_FORMAT": "json",
-            # Nothing is written before the signal: all of it rests on the final flush.
-            "WAYBILL_TRACKING_HISTORY_FLUSH_MS": "600000",
-            "WAYBILL_TRACKING_HISTORY_BATCH": "100000",
-        }
+    env = sockets_env(
+        sqlite_url,
+        tmp_path,
+        key,
+        port,
+        # Nothing is written before the signal: all of it rests on the final flush.
+        WAYBILL_TRACKING_HISTORY_FLUSH_MS="600000",
+        WAYBILL_TRACKING_HISTORY_BATCH="100000",
+        WAYBILL_SOCKETS_METRICS_PORT=str(consecutive_free_ports(processes)),
     )
     proc = subprocess.Popen(
-        [WAYBILL, "sockets"],
+        [WAYBILL, "sockets", "--processes", str(processes)],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,

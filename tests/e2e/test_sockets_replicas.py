@@ -1,0 +1,149 @@
+"""`waybill sockets --processes 2`: two replicas on one port, meeting on Redis.
+
+A real supervisor and its two replica processes (Redis as the bus, the session's SQLite database):
+
+- the kernel spreads the drivers' connections over both replicas (each replica's own metrics port
+  counts its sockets), and one dispatcher, connected to either, receives every vehicle's positions;
+- the shared port's /metrics refuses to answer for all of them and says where each replica's are;
+- a replica that dies takes the set down: the supervisor stops the other one and exits with 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from api.security.tokens import TokenService
+from db.session import create_engine, create_sessionmaker
+from domain.roles import Role
+from tests.conftest import REDIS_URL
+from tests.e2e.test_dev_command import WAYBILL
+from tests.e2e.test_sockets_sigterm import consecutive_free_ports, sockets_env, wait_healthy
+from tests.integration.sockets.support import (
+    access,
+    make_fleet,
+    open_socket,
+    recv_until,
+    staff_token,
+    track,
+)
+from tests.support import free_port, test_settings
+from waybill.settings import to_async_url
+
+pytestmark = pytest.mark.skipif(
+    not REDIS_URL, reason="REDIS_URL not set (`waybill sockets` alone needs Redis)"
+)
+
+DRIVERS = 24  # all on one replica by chance: 2 in 2**24
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+async def driver_connections(http: httpx.AsyncClient, metrics_port: int) -> float:
+    text = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "waybill_socket_connections":
+            return sum(s.value for s in family.samples if s.labels.get("endpoint") == "driver")
+    raise AssertionError("no waybill_socket_connections in the replica's metrics")
+
+
+async def test_two_replicas_share_the_port_and_every_position_reaches_the_dispatcher(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    engine = create_engine(to_async_url(sqlite_url))
+    try:
+        fleet = await make_fleet(create_sessionmaker(engine), DRIVERS)
+    finally:
+        await engine.dispose()
+    key = secrets.token_urlsafe(48)
+    tokens = TokenService(test_settings(jwt_keys={"e2e": key}))
+    port, metrics_base = free_port(), consecutive_free_ports(2)
+    env = sockets_env(sqlite_url, tmp_path, key, port, WAYBILL_SOCKETS_METRICS_PORT=str(metrics_base))
+    proc = subprocess.Popen(
+        [WAYBILL, "sockets", "--processes", "2"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"ws://127.0.0.1:{port}"
+    sockets = []
+    try:
+        await wait_healthy(port, proc)
+        async with httpx.AsyncClient() as http:
+            for i in range(2):  # each replica up on its metrics port too
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        await driver_connections(http, metrics_base + i)
+                        break
+                    except httpx.HTTPError:
+                        assert time.monotonic() < deadline, f"replica {i} serves no metrics"
+                        await asyncio.sleep(0.2)
+            shared = await http.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+            assert shared.status_code == 404
+            assert "WAYBILL_SOCKETS_METRICS_PORT" in shared.text
+
+            dispatcher, ready = await open_socket(f"{url}/ws/dispatch", staff_token(tokens, fleet))
+            sockets.append(dispatcher)
+            assert ready["type"] == "ready"
+            await dispatcher.send(json.dumps({"type": "subscribe", "topic": "fleet"}))
+            assert (await recv_until(dispatcher, "subscribed"))["topic"] == "fleet"
+
+            drivers = []
+            for user in fleet.driver_users:
+                ws, ready = await open_socket(
+                    f"{url}/ws/driver", access(tokens, fleet.org, user, Role.DRIVER)
+                )
+                assert ready["type"] == "ready", ready
+                sockets.append(ws)
+                drivers.append(ws)
+            counts = [await driver_connections(http, metrics_base + i) for i in range(2)]
+            assert sum(counts) == DRIVERS, counts
+            assert min(counts) > 0, f"the kernel put every driver on one replica: {counts}"
+
+            for i, ws in enumerate(drivers):
+                await ws.send(json.dumps({"type": "positions", "positions": track(3, lat=52.40 + i * 0.01)}))
+            for ws in drivers:
+                assert (await recv_until(ws, "ack", timeout=10))["seqs"] == [1, 2, 3]
+
+        seen: dict[str, set[int]] = {}
+        async with asyncio.timeout(15):
+            while len(seen) < DRIVERS or any(len(s) < 3 for s in seen.values()):
+                msg = json.loads(await dispatcher.recv())
+                for p in msg.get("positions", []) if msg["type"] == "positions" else []:
+                    seen.setdefault(p["vehicle_id"], set()).add(p["seq"])
+        assert set(seen) == {str(v) for v in fleet.vehicles}
+
+        replicas = children(proc.pid)
+        assert len(replicas) == 2, replicas
+        os.kill(replicas[0], signal.SIGKILL)
+        async with asyncio.timeout(40):
+            while proc.poll() is None:
+                await asyncio.sleep(0.1)
+        out = proc.communicate()[0]
+        assert proc.returncode == 1, out
+        assert "stopping the others" in out
+        assert not Path(f"/proc/{replicas[1]}").exists(), "the other replica outlived the supervisor"
+    finally:
+        for ws in sockets:
+            await ws.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
