@@ -8,11 +8,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import JSON, ColumnElement, String, Table, bindparam, delete, insert, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -21,6 +22,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 
 from activities.codec import from_jsonable
 from activities.deliveries import projection_values
+from api.create_writes import CreateWrites
 from api.deps import CurrentUser
 from api.errors import ProblemError, not_found, temporal_unavailable
 from api.schemas.deliveries import DeliveryCreate, to_spec
@@ -149,6 +151,30 @@ _CLAIM_AND_ROW_PG = (
 )
 
 
+@dataclass
+class _PgWrites:
+    """The create's two statements on PostgreSQL, each sent with those of concurrent creates."""
+
+    claim_and_row: CreateWrites
+    row: CreateWrites
+
+
+_PG_WRITES: WeakKeyDictionary[AsyncEngine, _PgWrites] = WeakKeyDictionary()  # per engine (process)
+
+
+def _pg_writes(session: AsyncSession) -> _PgWrites | None:
+    engine = session.bind
+    if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
+        return None
+    writes = _PG_WRITES.get(engine)
+    if writes is None:
+        row = _INSERT_ROW["postgresql"].returning(_DELIVERIES.c.id)
+        writes = _PG_WRITES[engine] = _PgWrites(
+            CreateWrites(engine, _CLAIM_AND_ROW_PG), CreateWrites(engine, row)
+        )
+    return writes
+
+
 async def _autocommit(session: AsyncSession) -> AsyncConnection:
     """The session's connection in autocommit mode: each statement is its own transaction.
 
@@ -165,20 +191,23 @@ async def _insert_new(session: AsyncSession, row: dict[str, Any], key: str | Non
     external_ref; False if the key was claimed before (nothing written then).
 
     Without an external_ref the row cannot conflict with another delivery, so no lookup is needed.
+    On PostgreSQL the statement goes out with those of concurrent creates (api/create_writes.py).
     """
+    if (writes := _pg_writes(session)) is not None:
+        if session.in_transaction():
+            await session.commit()  # e.g. the user lookup of authentication: releases its connection
+        if key is None:
+            return await writes.row.write(row)
+        # Without "id": an INSERT takes a parameter named like a column as that column's value.
+        params = {name: value for name, value in row.items() if name != "id"}
+        return await writes.claim_and_row.write({**params, **_claim_params(row, key, digest)})
     conn = await _autocommit(session)
     dialect = conn.dialect.name
     try:
         if key is None:
             await conn.execute(_INSERT_ROW[dialect], row)
             return True
-        claim = {
-            "organization_id": row["organization_id"],
-            "key": key,
-            "request_hash": digest,
-            "delivery_id": row["id"],
-            "created_at": row["created_at"],
-        }
+        claim = _claim_params(row, key, digest)
         if dialect == "postgresql":
             # Without "id": an INSERT takes a parameter named like a column as that column's value.
             params = {name: value for name, value in row.items() if name != "id"}
@@ -191,6 +220,16 @@ async def _insert_new(session: AsyncSession, row: dict[str, Any], key: str | Non
         return True
     finally:
         await session.commit()  # hands the connection back before the Temporal call
+
+
+def _claim_params(row: dict[str, Any], key: str, digest: str) -> dict[str, Any]:
+    return {
+        "organization_id": row["organization_id"],
+        "key": key,
+        "request_hash": digest,
+        "delivery_id": row["id"],
+        "created_at": row["created_at"],
+    }
 
 
 async def create_delivery(
