@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +35,8 @@ class CreateWrites:
     def __init__(self, engine: AsyncEngine, statement: ClauseElement, max_batch: int = MAX_BATCH) -> None:
         # Compiled once to psycopg's %(name)s placeholders; parameters are bound by psycopg itself.
         self.sql = str(statement.compile(dialect=postgresql.psycopg.dialect()))  # type: ignore[no-untyped-call]
-        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Weakly: the per-engine cache in api/delivery_service.py must not keep a disposed engine alive.
+        self._engine = weakref.ref(engine)
         self.max_batch = max_batch
         self._queue: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
         self._task: asyncio.Task[None] | None = None
@@ -77,8 +79,12 @@ class CreateWrites:
                     done.set_result(claimed)
 
     async def _send(self, batch: list[dict[str, Any]]) -> list[bool]:
+        engine = self._engine()
+        if engine is None:
+            raise RuntimeError("the database engine of these creates was closed")
         self.round_trips += 1
-        async with self.engine.connect() as conn:
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
             raw = await conn.get_raw_connection()
             pg = raw.driver_connection  # psycopg's AsyncConnection, in autocommit
             assert pg is not None
