@@ -154,17 +154,6 @@ def cpu_s(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def free_ports(n: int) -> int:
-    """The first of n consecutive free loopback ports."""
-    from waybill.ports import port_free
-
-    for _ in range(50):
-        base = free_port()
-        if base + n <= 65_535 and all(port_free("127.0.0.1", base + i) for i in range(n)):
-            return base
-    raise RuntimeError(f"no {n} consecutive free ports")
-
-
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
@@ -613,10 +602,12 @@ async def bench_server(
     port = free_port()
     server_env = child_env()
     if is_waybill(kind):
+        from waybill.ports import free_port_range
+
         server_env = {**env, "WAYBILL_SOCKETS_PORT": str(port)}
         if (processes := processes_of(kind)) > 1:
             server_env["WAYBILL_SOCKETS_PROCESSES"] = str(processes)
-            server_env["WAYBILL_SOCKETS_METRICS_PORT"] = str(free_ports(processes))
+            server_env["WAYBILL_SOCKETS_METRICS_PORT"] = str(free_port_range(processes))
     server = ServerProcess(kind, port, server_env, tmp)
     ticks: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
     loaders = [Child(f"load{i}") for i in range(args.loaders)]

@@ -31,6 +31,19 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def free_port_range(n: int, host: str = "127.0.0.1") -> int:
+    """The first of n consecutive ports free on `host` (e.g. the metrics ports of n socket replicas),
+    chosen from the ephemeral range by the kernel; for tests and benchmarks."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(50):
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            base = int(sock.getsockname()[1])
+        if base + n <= 65_535 and all(port_free(host, base + i) for i in range(n)):
+            return base
+    raise RuntimeError(f"no {n} consecutive free ports on {host}")
+
+
 def ensure_ports_free(host: str, claims: list[PortClaim]) -> None:
     for claim in claims:
         if not port_free(host, claim.port):

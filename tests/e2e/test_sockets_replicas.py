@@ -28,7 +28,7 @@ from db.session import create_engine, create_sessionmaker
 from domain.roles import Role
 from tests.conftest import REDIS_URL
 from tests.e2e.test_dev_command import WAYBILL
-from tests.e2e.test_sockets_sigterm import consecutive_free_ports, sockets_env, wait_healthy
+from tests.e2e.test_sockets_sigterm import sockets_env, wait_healthy
 from tests.integration.sockets.support import (
     access,
     make_fleet,
@@ -38,6 +38,7 @@ from tests.integration.sockets.support import (
     track,
 )
 from tests.support import free_port, test_settings
+from waybill.ports import free_port_range
 from waybill.settings import to_async_url
 
 pytestmark = pytest.mark.skipif(
@@ -72,7 +73,7 @@ async def test_two_replicas_share_the_port_and_every_position_reaches_the_dispat
         await engine.dispose()
     key = secrets.token_urlsafe(48)
     tokens = TokenService(test_settings(jwt_keys={"e2e": key}))
-    port, metrics_base = free_port(), consecutive_free_ports(2)
+    port, metrics_base = free_port(), free_port_range(2)
     env = sockets_env(sqlite_url, tmp_path, key, port, WAYBILL_SOCKETS_METRICS_PORT=str(metrics_base))
     proc = subprocess.Popen(
         [WAYBILL, "sockets", "--processes", "2"],

@@ -42,7 +42,7 @@ from tests.conftest import REDIS_URL
 from tests.e2e.test_dev_command import STORE_VARS, WAYBILL
 from tests.integration.sockets.support import Fleet, access, make_fleet
 from tests.support import free_port, test_settings
-from waybill.ports import port_free
+from waybill.ports import free_port_range
 from waybill.settings import to_async_url
 
 pytestmark = pytest.mark.skipif(
@@ -138,15 +138,6 @@ def sockets_env(database_url: str, data_dir: Path, key: str, port: int, **extra:
     return env
 
 
-def consecutive_free_ports(n: int) -> int:
-    """The first of n consecutive free loopback ports (a replica's metrics port each)."""
-    for _ in range(50):
-        base = free_port()
-        if base + n <= 65_535 and all(port_free("127.0.0.1", base + i) for i in range(n)):
-            return base
-    raise AssertionError(f"no {n} consecutive free ports")
-
-
 @pytest.mark.parametrize("processes", [1, 2], ids=["one-process", "two-replicas"])
 async def test_sigterm_under_load_loses_no_acknowledged_position(
     sqlite_url: str, tmp_path: Path, processes: int
@@ -173,7 +164,7 @@ async def test_sigterm_under_load_loses_no_acknowledged_position(
         # Nothing is written before the signal: all of it rests on the final flush.
         WAYBILL_TRACKING_HISTORY_FLUSH_MS="600000",
         WAYBILL_TRACKING_HISTORY_BATCH="100000",
-        WAYBILL_SOCKETS_METRICS_PORT=str(consecutive_free_ports(processes)),
+        WAYBILL_SOCKETS_METRICS_PORT=str(free_port_range(processes)),
     )
     proc = subprocess.Popen(
         [WAYBILL, "sockets", "--processes", str(processes)],
