@@ -5,13 +5,18 @@ row (`_CLAIM_AND_ROW_PG` in api/delivery_service.py). Sent one request at a time
 pool checkout with its pre-ping round trip, a session transaction and the autocommit switch, which
 were most of the API's database time. Here the creates that arrive while a write is in flight are
 queued, and the next write sends all of them in one round trip (psycopg's pipeline mode, one
-statement per create). A create's claim and row are one statement, so they are written together or
-not at all.
+statement per create); at most MAX_IN_FLIGHT writes are in flight at once, each on its own pooled
+connection. A create's claim and row are one statement, so they are written together or not at all.
 
-The statements of one pipeline run in one implicit transaction: if any fails (a statement refused,
-the connection lost), none is kept, and each create of that write is tried again alone, so a failure
-reaches only the create it belongs to and the others still get their own outcome (a claim made, or
-the key found claimed by an earlier request).
+The statements of one pipeline run in one implicit transaction (no Sync between them): if one is
+refused, none is kept, and each create of that write is sent again alone, so the failure reaches only
+the create it belongs to and the others get their own outcome. If the connection is lost after
+PostgreSQL committed, the retry finds the work done: a keyed create finds its claim taken (False:
+the caller's replay path then finds its own claim, same body and delivery id) and a row without a key
+finds its id taken (`duplicate_means_written`: that fresh id can only be this create's).
+
+Errors reach callers as SQLAlchemy's exceptions (`IntegrityError`, `OperationalError`, …), as on the
+ORM path, not as psycopg's.
 """
 
 from __future__ import annotations
@@ -22,24 +27,40 @@ import weakref
 from datetime import datetime
 from typing import Any
 
+import psycopg
+from psycopg import errors as pg_errors
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 64  # creates per round trip
+MAX_IN_FLIGHT = 2  # writes at once: one slow write (a lock wait) does not hold up every create
+_Item = tuple[dict[str, Any], "asyncio.Future[bool]"]
 
 
 class CreateWrites:
-    def __init__(self, engine: AsyncEngine, statement: ClauseElement, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        statement: ClauseElement,
+        *,
+        duplicate_means_written: bool = False,
+        max_batch: int = MAX_BATCH,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
         # Compiled once to psycopg's %(name)s placeholders; parameters are bound by psycopg itself.
         self.sql = str(statement.compile(dialect=postgresql.psycopg.dialect()))  # type: ignore[no-untyped-call]
         # Weakly: the per-engine cache in api/delivery_service.py must not keep a disposed engine alive.
         self._engine = weakref.ref(engine)
-        self.max_batch = max_batch
-        self._queue: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self.duplicate_means_written = duplicate_means_written
+        self.max_batch, self.max_in_flight = max_batch, max_in_flight
+        self._queue: list[_Item] = []
+        self._in_flight = 0
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
         self.round_trips = 0  # writes sent (tests and benchmarks compare it with the creates)
 
     async def write(self, params: dict[str, Any]) -> bool:
@@ -47,36 +68,58 @@ class CreateWrites:
         for name, value in params.items():  # what the UTCDateTime columns refuse on the ORM path
             if isinstance(value, datetime) and value.tzinfo is None:
                 raise ValueError(f"naive datetime given for {name}")
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
         self._queue.append((params, done))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain(), name="create-writes")
-        return await asyncio.shield(done)  # a cancelled request does not cancel the others' write
+        if not self._scheduled:  # the creates of this loop turn join the same write
+            self._scheduled = True
+            loop.call_soon(self._start_writes)
+        try:
+            return await asyncio.shield(done)  # a cancelled request does not cancel the others' write
+        except psycopg.Error as exc:
+            raise DBAPIError.instance(self.sql, params, exc, psycopg.Error) from exc
 
-    async def _drain(self) -> None:
-        await asyncio.sleep(0)  # the creates of this loop turn join the first write
-        while self._queue:
+    def _start_writes(self) -> None:
+        self._scheduled = False
+        while self._queue and self._in_flight < self.max_in_flight:
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            self._in_flight += 1
+            task = asyncio.create_task(self._write(batch), name="create-writes")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _write(self, batch: list[_Item]) -> None:
+        try:
             try:
                 results = await self._send([params for params, _ in batch])
             except Exception:
                 log.warning("a pipelined write of %d creates failed; writing them one by one", len(batch))
                 await self._one_by_one(batch)
-                continue
-            for (_, done), claimed in zip(batch, results, strict=True):
-                if not done.done():
-                    done.set_result(claimed)
+            else:
+                for (_, done), claimed in zip(batch, results, strict=True):
+                    if not done.done():
+                        done.set_result(claimed)
+        finally:
+            self._in_flight -= 1
+            if self._queue:
+                self._start_writes()  # what queued meanwhile goes out now, together
 
-    async def _one_by_one(self, batch: list[tuple[dict[str, Any], asyncio.Future[bool]]]) -> None:
+    async def _one_by_one(self, batch: list[_Item]) -> None:
         for params, done in batch:
             try:
                 (claimed,) = await self._send([params])
+            except pg_errors.UniqueViolation as exc:
+                if self.duplicate_means_written:
+                    claimed = True  # committed by the failed pipeline before its connection was lost
+                elif not done.done():
+                    done.set_exception(exc)
+                    continue
             except Exception as exc:
                 if not done.done():
                     done.set_exception(exc)
-            else:
-                if not done.done():
-                    done.set_result(claimed)
+                continue
+            if not done.done():
+                done.set_result(claimed)
 
     async def _send(self, batch: list[dict[str, Any]]) -> list[bool]:
         engine = self._engine()

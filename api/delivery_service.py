@@ -170,7 +170,7 @@ def _pg_writes(session: AsyncSession) -> _PgWrites | None:
     if writes is None:
         row = _INSERT_ROW["postgresql"].returning(_DELIVERIES.c.id)
         writes = _PG_WRITES[engine] = _PgWrites(
-            CreateWrites(engine, _CLAIM_AND_ROW_PG), CreateWrites(engine, row)
+            CreateWrites(engine, _CLAIM_AND_ROW_PG), CreateWrites(engine, row, duplicate_means_written=True)
         )
     return writes
 

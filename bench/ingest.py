@@ -138,9 +138,10 @@ def rss_bytes(pid: int) -> int:
     """Resident memory of a process and its descendants."""
     total = 0
     for p in process_tree(pid):
-        for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
+        with contextlib.suppress(OSError):  # gone since it was listed
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
     return total
 
 
@@ -148,7 +149,10 @@ def cpu_s(pid: int) -> float:
     """User + system CPU seconds so far of a process and its descendants."""
     total = 0
     for p in process_tree(pid):
-        stat = Path(f"/proc/{p}/stat").read_text()
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except OSError:  # gone since it was listed
+            continue
         fields = stat[stat.rindex(")") + 2 :].split()
         total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
@@ -307,8 +311,20 @@ class ServerProcess:
         raise RuntimeError(f"the {self.kind} server did not come up:\n{self.log_tail()}")
 
     async def _healthy(self) -> bool:
+        """The server answers; with `--processes N`, every replica does, each on its metrics port (which
+        it opens after the shared port), so that the connections are spread over all of them."""
+        if not await self._answers(self.port):
+            return False
+        processes = int(self.env.get("WAYBILL_SOCKETS_PROCESSES", "1"))
+        base = int(self.env.get("WAYBILL_SOCKETS_METRICS_PORT", "0"))
+        for i in range(processes if processes > 1 else 0):
+            if not await self._answers(base + i):
+                return False
+        return True
+
+    async def _answers(self, port: int) -> bool:
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
         except OSError:
             return False
         if self.kind == "bare":

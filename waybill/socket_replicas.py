@@ -13,6 +13,8 @@ This supervisor only starts the replicas and watches them:
   (code 0 if every replica exited with 0).
 - If a replica dies on its own, the supervisor stops the others and exits with code 1, so the
   process manager (systemd, Kubernetes) restarts the whole set with a clean slate.
+- If the supervisor itself dies (SIGKILL, the OOM killer), the kernel sends each replica SIGTERM
+  (Linux `PR_SET_PDEATHSIG`), so none is left holding the port.
 
 Replica i serves its metrics on `sockets_metrics_port + i` (counters from different processes
 cannot be merged into one scrape target); the shared port's /metrics says where they are.
@@ -20,6 +22,7 @@ cannot be merged into one scrape target); the shared port's /metrics says where 
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -30,10 +33,11 @@ from collections.abc import Mapping
 from types import FrameType
 
 from waybill.ports import PortClaim
-from waybill.settings import Settings
+from waybill.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2
+PR_SET_PDEATHSIG = 1  # prctl(2)
 REPLICA_VAR = "WAYBILL_SOCKETS_REPLICA"  # set by the supervisor for each replica, not a user setting
 
 
@@ -45,6 +49,13 @@ def current_replica() -> int | None:
 
 def replica_ports(settings: Settings, processes: int) -> list[PortClaim]:
     """The ports `waybill sockets --processes N` needs free before it starts."""
+    first = settings.sockets_metrics_port
+    last = first + processes - 1
+    if last > 65_535 or first <= settings.sockets_port <= last:
+        raise ConfigError(
+            f"the replicas' metrics ports {first}..{last} (WAYBILL_SOCKETS_METRICS_PORT and up) must end "
+            f"below 65536 and not include the socket port {settings.sockets_port}"
+        )
     claims = [PortClaim(settings.sockets_port, "sockets", "WAYBILL_SOCKETS_PORT")]
     claims += [
         PortClaim(
@@ -59,6 +70,14 @@ def replica_ports(settings: Settings, processes: int) -> list[PortClaim]:
 
 def replica_env(base: Mapping[str, str], index: int) -> dict[str, str]:
     return {**base, "WAYBILL_SOCKETS_PROCESSES": "1", REPLICA_VAR: str(index)}
+
+
+def _die_with_parent() -> None:
+    """In each replica before exec: SIGTERM when the supervisor dies, even by SIGKILL or the OOM killer,
+    so no replica is left holding the port (it then stores and acknowledges what it has, as on any
+    SIGTERM)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def run_replicas(processes: int, env: Mapping[str, str] | None = None) -> int:
@@ -76,28 +95,33 @@ def run_replicas(processes: int, env: Mapping[str, str] | None = None) -> int:
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
         if not stopping:
-            log.info("stopping %d sockets replicas (%s)", len(procs), signal.Signals(signum).name)
+            log.info("stopping the sockets replicas (%s)", signal.Signals(signum).name)
         stopping = True
         stop_all()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    preexec = _die_with_parent if sys.platform == "linux" else None
     failed = False
     try:
-        procs.extend(subprocess.Popen(cmd, env=replica_env(base, i)) for i in range(processes))
+        for i in range(processes):
+            procs.append(subprocess.Popen(cmd, env=replica_env(base, i), preexec_fn=preexec))  # noqa: PLW1509
+        if stopping:  # a signal came while they were being started: the later ones were not told yet
+            stop_all()
         log.info("sockets: %d replicas started (pids %s)", processes, ", ".join(str(p.pid) for p in procs))
-        while any(p.poll() is None for p in procs):
-            if not stopping:
-                for i, p in enumerate(procs):
-                    if p.returncode is not None:
-                        log.error(
-                            "sockets replica %d (pid %d) exited with code %s: stopping the others",
-                            i,
-                            p.pid,
-                            p.returncode,
-                        )
-                        failed = stopping = True
-                        stop_all()
-                        break
+        while True:
+            alive = [p.poll() is None for p in procs]  # every one polled: reaped, and its exit seen
+            if not any(alive):
+                break
+            if not stopping and not all(alive):
+                i = alive.index(False)
+                log.error(
+                    "sockets replica %d (pid %d) exited with code %s: stopping the others",
+                    i,
+                    procs[i].pid,
+                    procs[i].returncode,
+                )
+                failed = stopping = True
+                stop_all()
             time.sleep(POLL_S)
     finally:
         for sig, handler in previous.items():
@@ -105,4 +129,6 @@ def run_replicas(processes: int, env: Mapping[str, str] | None = None) -> int:
         stop_all(signal.SIGKILL)  # only if this loop was left by an exception
     if failed:
         return 1
-    return next((p.returncode for p in procs if p.returncode), 0)
+    # A replica stopped by the signal before it had set up its own handlers died of it: nothing was lost.
+    stopped = {0, -signal.SIGTERM, -signal.SIGINT}
+    return 0 if all(p.returncode in stopped for p in procs) else 1

@@ -327,13 +327,11 @@ class SocketServer:
         self, host: str, port: int, *, replica: int | None = None, metrics_port: int = 0
     ) -> Server:
         """Listen on `port`. A replica of `waybill sockets --processes N` (`replica` set) shares the port
-        with its siblings (SO_REUSEPORT) and serves its metrics on `metrics_port` instead."""
+        with its siblings (SO_REUSEPORT) and serves its metrics on `metrics_port` instead, opened
+        after the socket port: a replica whose metrics port answers is taking connections."""
         self.ctx.start()
         self.connections.start()
         if replica is not None:
-            self.metrics_server = await serve(
-                _refuse, host, metrics_port, process_request=self._metrics_request, compression=None
-            )
             self.metrics_elsewhere = (
                 f"this port is shared by several sockets replicas; each serves its own metrics on its "
                 f"port from WAYBILL_SOCKETS_METRICS_PORT up (replica {replica}: {metrics_port})\n"
@@ -352,6 +350,10 @@ class SocketServer:
             compression=None,
             reuse_port=replica is not None,
         )
+        if replica is not None:
+            self.metrics_server = await serve(
+                _refuse, host, metrics_port, process_request=self._metrics_request, compression=None
+            )
         return self.server
 
     async def stop(self) -> None:

@@ -16,7 +16,6 @@ import os
 import secrets
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -28,7 +27,7 @@ from db.session import create_engine, create_sessionmaker
 from domain.roles import Role
 from tests.conftest import REDIS_URL
 from tests.e2e.test_dev_command import WAYBILL
-from tests.e2e.test_sockets_sigterm import sockets_env, wait_healthy
+from tests.e2e.test_sockets_sigterm import sockets_env, wait_healthy, wait_replicas
 from tests.integration.sockets.support import (
     access,
     make_fleet,
@@ -53,6 +52,15 @@ def children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").glob("*"):
         found += [int(c) for c in (task / "children").read_text().split()]
     return found
+
+
+def gone(pid: int) -> bool:
+    """Exited (a zombie counts: it runs nothing and holds no port)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
 
 
 async def driver_connections(http: httpx.AsyncClient, metrics_port: int) -> float:
@@ -87,16 +95,8 @@ async def test_two_replicas_share_the_port_and_every_position_reaches_the_dispat
     sockets = []
     try:
         await wait_healthy(port, proc)
+        await wait_replicas(metrics_base, 2, proc)
         async with httpx.AsyncClient() as http:
-            for i in range(2):  # each replica up on its metrics port too
-                deadline = time.monotonic() + 30
-                while True:
-                    try:
-                        await driver_connections(http, metrics_base + i)
-                        break
-                    except httpx.HTTPError:
-                        assert time.monotonic() < deadline, f"replica {i} serves no metrics"
-                        await asyncio.sleep(0.2)
             shared = await http.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
             assert shared.status_code == 404
             assert "WAYBILL_SOCKETS_METRICS_PORT" in shared.text
@@ -134,17 +134,52 @@ async def test_two_replicas_share_the_port_and_every_position_reaches_the_dispat
 
         replicas = children(proc.pid)
         assert len(replicas) == 2, replicas
-        os.kill(replicas[0], signal.SIGKILL)
+        os.kill(max(replicas), signal.SIGKILL)  # the last one started: every replica is watched
         async with asyncio.timeout(40):
             while proc.poll() is None:
                 await asyncio.sleep(0.1)
         out = proc.communicate()[0]
         assert proc.returncode == 1, out
         assert "stopping the others" in out
-        assert not Path(f"/proc/{replicas[1]}").exists(), "the other replica outlived the supervisor"
+        assert gone(min(replicas)), "the other replica outlived the supervisor"
     finally:
         for ws in sockets:
             await ws.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_replicas_stop_when_the_supervisor_is_killed(sqlite_url: str, tmp_path: Path) -> None:
+    """SIGKILL leaves the supervisor no chance to pass anything on: the kernel tells the replicas
+    (PR_SET_PDEATHSIG), and they stop rather than keep the port."""
+    port, metrics_base = free_port(), free_port_range(2)
+    env = sockets_env(
+        sqlite_url, tmp_path, secrets.token_urlsafe(48), port, WAYBILL_SOCKETS_METRICS_PORT=str(metrics_base)
+    )
+    proc = subprocess.Popen(
+        [WAYBILL, "sockets", "--processes", "2"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    replicas: list[int] = []
+    try:
+        await wait_healthy(port, proc)
+        await wait_replicas(metrics_base, 2, proc)
+        replicas = children(proc.pid)
+        assert len(replicas) == 2, replicas
+        proc.kill()
+        proc.wait()
+        async with asyncio.timeout(30):
+            while not all(gone(pid) for pid in replicas):
+                await asyncio.sleep(0.1)
+    finally:
+        for pid in replicas:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
         if proc.poll() is None:
             proc.kill()
             proc.wait()

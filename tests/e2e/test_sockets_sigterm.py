@@ -77,7 +77,14 @@ async def wait_healthy(port: int, proc: subprocess.Popen[str], timeout: float = 
             except httpx.HTTPError:
                 pass
             await asyncio.sleep(0.2)
-    raise AssertionError("waybill sockets did not answer /health")
+    raise AssertionError(f"nothing answered /health on port {port}")
+
+
+async def wait_replicas(metrics_base: int, processes: int, proc: subprocess.Popen[str]) -> None:
+    """Every replica of `waybill sockets --processes N` up: each answers on its own metrics port, which
+    it opens after the shared socket port (the shared port answers as soon as any one is up)."""
+    for i in range(processes if processes > 1 else 0):
+        await wait_healthy(metrics_base + i, proc)
 
 
 async def drive(url: str, stream: Stream, index: int) -> None:
@@ -164,7 +171,7 @@ async def test_sigterm_under_load_loses_no_acknowledged_position(
         # Nothing is written before the signal: all of it rests on the final flush.
         WAYBILL_TRACKING_HISTORY_FLUSH_MS="600000",
         WAYBILL_TRACKING_HISTORY_BATCH="100000",
-        WAYBILL_SOCKETS_METRICS_PORT=str(free_port_range(processes)),
+        WAYBILL_SOCKETS_METRICS_PORT=str(metrics_base := free_port_range(processes)),
     )
     proc = subprocess.Popen(
         [WAYBILL, "sockets", "--processes", str(processes)],
@@ -176,6 +183,7 @@ async def test_sigterm_under_load_loses_no_acknowledged_position(
     )
     try:
         await wait_healthy(port, proc)
+        await wait_replicas(metrics_base, processes, proc)
         drivers = [asyncio.create_task(drive(f"ws://127.0.0.1:{port}", s, i)) for i, s in enumerate(streams)]
         await asyncio.sleep(STREAM_S)
         signal_at = time.monotonic()

@@ -14,12 +14,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from psycopg import errors as pg_errors
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.create_writes import CreateWrites
-from api.delivery_service import _CLAIM_AND_ROW_PG, _claim_params, _initial_state, _row_values
+from api.delivery_service import (
+    _CLAIM_AND_ROW_PG,
+    _DELIVERIES,
+    _INSERT_ROW,
+    _claim_params,
+    _initial_state,
+    _row_values,
+)
 from api.schemas.deliveries import DeliveryCreate, to_spec
 from db.models import DeliveryRow, IdempotencyKey
 from db.session import create_engine, create_sessionmaker
@@ -35,9 +42,14 @@ async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-def params(org: uuid.UUID, key: str) -> dict[str, Any]:
+def row_params(org: uuid.UUID) -> dict[str, Any]:
+    """The projection row of a new delivery (its `id` included), as the create without a key writes it."""
     now = datetime.now(UTC)
-    spec = to_spec(
+    return _row_values(_initial_state(uuid7(), org, spec(now), now), org, now, state_as_text=True)
+
+
+def spec(now: datetime) -> Any:
+    return to_spec(
         DeliveryCreate.model_validate(
             {
                 "dropoff": {
@@ -48,7 +60,11 @@ def params(org: uuid.UUID, key: str) -> dict[str, Any]:
             }
         )
     )
-    row = _row_values(_initial_state(uuid7(), org, spec, now), org, now, state_as_text=True)
+
+
+def params(org: uuid.UUID, key: str) -> dict[str, Any]:
+    """The claim and row of a new delivery with an Idempotency-Key."""
+    row = row_params(org)
     return {**{k: v for k, v in row.items() if k != "id"}, **_claim_params(row, key, "digest")}
 
 
@@ -90,8 +106,28 @@ async def test_a_refused_create_fails_alone(engine: AsyncEngine) -> None:
     # The refused statement rolled back the pipeline's others; written again alone, they are claimed.
     assert first is True
     assert last is True
-    assert isinstance(refused, pg_errors.ForeignKeyViolation), refused
+    assert isinstance(refused, IntegrityError), refused  # SQLAlchemy's, as on the ORM path
     assert await rows_and_claims(engine, org) == (2, 2)
+
+
+async def test_a_row_found_written_on_the_retry_counts_as_written(engine: AsyncEngine) -> None:
+    """Rows without a key: after a failed pipeline, a row whose fresh id is taken was written by it."""
+    org = (await make_tenant(create_sessionmaker(engine))).organization_id
+    statement = _INSERT_ROW["postgresql"].returning(_DELIVERIES.c.id)
+    writes = CreateWrites(engine, statement, duplicate_means_written=True)
+    row = row_params(org)
+    assert await writes.write(row) is True
+    bad = row_params(uuid.uuid4())  # violates the organization foreign key: the pipeline fails
+    again, refused, new = await asyncio.gather(
+        writes.write(row), writes.write(bad), writes.write(row_params(org)), return_exceptions=True
+    )
+    assert again is True
+    assert new is True
+    assert isinstance(refused, IntegrityError), refused
+    assert (await rows_and_claims(engine, org))[0] == 2
+    plain = CreateWrites(engine, statement)  # without the flag a taken id is an error
+    taken, _ = await asyncio.gather(plain.write(row), plain.write(bad), return_exceptions=True)
+    assert isinstance(taken, IntegrityError), taken
 
 
 async def test_a_naive_datetime_is_refused_before_anything_is_sent(engine: AsyncEngine) -> None:
