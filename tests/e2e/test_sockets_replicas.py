@@ -47,6 +47,22 @@ pytestmark = pytest.mark.skipif(
 DRIVERS = 24  # all on one replica by chance: 2 in 2**24
 
 
+def start_two_replicas(
+    database_url: str, tmp_path: Path, key: str, output: int = subprocess.PIPE
+) -> tuple[subprocess.Popen[str], int, int]:
+    """`waybill sockets --processes 2`: the supervisor, the shared port and the first metrics port."""
+    port, metrics_base = free_port(), free_port_range(2)
+    proc = subprocess.Popen(
+        [WAYBILL, "sockets", "--processes", "2"],
+        env=sockets_env(database_url, tmp_path, key, port, WAYBILL_SOCKETS_METRICS_PORT=str(metrics_base)),
+        cwd=tmp_path,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return proc, port, metrics_base
+
+
 def children(pid: int) -> list[int]:
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -81,16 +97,7 @@ async def test_two_replicas_share_the_port_and_every_position_reaches_the_dispat
         await engine.dispose()
     key = secrets.token_urlsafe(48)
     tokens = TokenService(test_settings(jwt_keys={"e2e": key}))
-    port, metrics_base = free_port(), free_port_range(2)
-    env = sockets_env(sqlite_url, tmp_path, key, port, WAYBILL_SOCKETS_METRICS_PORT=str(metrics_base))
-    proc = subprocess.Popen(
-        [WAYBILL, "sockets", "--processes", "2"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc, port, metrics_base = start_two_replicas(sqlite_url, tmp_path, key)
     url = f"ws://127.0.0.1:{port}"
     sockets = []
     try:
@@ -153,18 +160,8 @@ async def test_two_replicas_share_the_port_and_every_position_reaches_the_dispat
 async def test_replicas_stop_when_the_supervisor_is_killed(sqlite_url: str, tmp_path: Path) -> None:
     """SIGKILL leaves the supervisor no chance to pass anything on: the kernel tells the replicas
     (PR_SET_PDEATHSIG), and they stop rather than keep the port."""
-    port, metrics_base = free_port(), free_port_range(2)
-    env = sockets_env(
-        sqlite_url, tmp_path, secrets.token_urlsafe(48), port, WAYBILL_SOCKETS_METRICS_PORT=str(metrics_base)
-    )
-    proc = subprocess.Popen(
-        [WAYBILL, "sockets", "--processes", "2"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    key = secrets.token_urlsafe(48)
+    proc, port, metrics_base = start_two_replicas(sqlite_url, tmp_path, key, output=subprocess.DEVNULL)
     replicas: list[int] = []
     try:
         await wait_healthy(port, proc)
