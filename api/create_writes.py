@@ -61,7 +61,7 @@ class CreateWrites:
         self._in_flight = 0
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self.round_trips = 0  # writes sent (tests and benchmarks compare it with the creates)
+        self.round_trips = 0  # writes sent (the tests compare it with the creates)
 
     async def write(self, params: dict[str, Any]) -> bool:
         """Run the statement with these parameters; True if it returned a row (the claim was made)."""
@@ -90,15 +90,13 @@ class CreateWrites:
 
     async def _write(self, batch: list[_Item]) -> None:
         try:
-            try:
-                results = await self._send([params for params, _ in batch])
-            except Exception:
-                log.warning("a pipelined write of %d creates failed; writing them one by one", len(batch))
-                await self._one_by_one(batch)
-            else:
-                for (_, done), claimed in zip(batch, results, strict=True):
-                    if not done.done():
-                        done.set_result(claimed)
+            results = await self._send([params for params, _ in batch])
+        except Exception:
+            log.warning("a pipelined write of %d creates failed; writing them one by one", len(batch))
+            await self._one_by_one(batch)
+        else:
+            for (_, done), claimed in zip(batch, results, strict=True):
+                _settle(done, claimed)
         finally:
             self._in_flight -= 1
             if self._queue:
@@ -109,17 +107,12 @@ class CreateWrites:
             try:
                 (claimed,) = await self._send([params])
             except pg_errors.UniqueViolation as exc:
-                if self.duplicate_means_written:
-                    claimed = True  # committed by the failed pipeline before its connection was lost
-                elif not done.done():
-                    done.set_exception(exc)
-                    continue
+                # With the flag: committed by the failed pipeline before its connection was lost.
+                _settle(done, True if self.duplicate_means_written else exc)
             except Exception as exc:
-                if not done.done():
-                    done.set_exception(exc)
-                continue
-            if not done.done():
-                done.set_result(claimed)
+                _settle(done, exc)
+            else:
+                _settle(done, claimed)
 
     async def _send(self, batch: list[dict[str, Any]]) -> list[bool]:
         engine = self._engine()
@@ -142,3 +135,12 @@ class CreateWrites:
                     if not cursor.nextset():
                         break
                 return results
+
+
+def _settle(done: asyncio.Future[bool], outcome: bool | BaseException) -> None:
+    if done.done():  # defensive: each future is settled once
+        return
+    if isinstance(outcome, BaseException):
+        done.set_exception(outcome)
+    else:
+        done.set_result(outcome)

@@ -13,7 +13,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import JSON, ColumnElement, String, Table, bindparam, delete, insert, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -149,6 +149,8 @@ _CLAIM_AND_ROW_PG = (
     )
     .returning(_DELIVERIES.c.id)
 )
+# PostgreSQL without an Idempotency-Key: the row alone, RETURNING so that a batch reports each one.
+_ROW_PG = _INSERT_ROW["postgresql"].returning(_DELIVERIES.c.id)
 
 
 @dataclass
@@ -168,22 +170,11 @@ def _pg_writes(session: AsyncSession) -> _PgWrites | None:
         return None
     writes = _PG_WRITES.get(engine)
     if writes is None:
-        row = _INSERT_ROW["postgresql"].returning(_DELIVERIES.c.id)
         writes = _PG_WRITES[engine] = _PgWrites(
-            CreateWrites(engine, _CLAIM_AND_ROW_PG), CreateWrites(engine, row, duplicate_means_written=True)
+            CreateWrites(engine, _CLAIM_AND_ROW_PG),
+            CreateWrites(engine, _ROW_PG, duplicate_means_written=True),
         )
     return writes
-
-
-async def _autocommit(session: AsyncSession) -> AsyncConnection:
-    """The session's connection in autocommit mode: each statement is its own transaction.
-
-    No BEGIN/COMMIT round trips, and on SQLite the write lock is held for one statement, not
-    across the event loop turns between statements.
-    """
-    if session.in_transaction():
-        await session.commit()  # e.g. the user lookup of authentication: releases its connection
-    return await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 async def _insert_new(session: AsyncSession, row: dict[str, Any], key: str | None, digest: str) -> bool:
@@ -191,35 +182,36 @@ async def _insert_new(session: AsyncSession, row: dict[str, Any], key: str | Non
     external_ref; False if the key was claimed before (nothing written then).
 
     Without an external_ref the row cannot conflict with another delivery, so no lookup is needed.
-    On PostgreSQL the statement goes out with those of concurrent creates (api/create_writes.py).
+    On PostgreSQL claim and row are one statement, sent with those of concurrent creates
+    (api/create_writes.py). On SQLite they are two autocommit statements: no BEGIN/COMMIT round
+    trips, and the write lock is held for one statement, not across event loop turns.
     """
+    if session.in_transaction():
+        await session.commit()  # e.g. the user lookup of authentication: releases its connection
     if (writes := _pg_writes(session)) is not None:
-        if session.in_transaction():
-            await session.commit()  # e.g. the user lookup of authentication: releases its connection
         if key is None:
             return await writes.row.write(row)
-        # Without "id": an INSERT takes a parameter named like a column as that column's value.
-        params = {name: value for name, value in row.items() if name != "id"}
-        return await writes.claim_and_row.write({**params, **_claim_params(row, key, digest)})
-    conn = await _autocommit(session)
+        return await writes.claim_and_row.write(_claim_and_row_params(row, key, digest))
+    conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     dialect = conn.dialect.name
     try:
         if key is None:
             await conn.execute(_INSERT_ROW[dialect], row)
             return True
-        claim = _claim_params(row, key, digest)
-        if dialect == "postgresql":
-            # Without "id": an INSERT takes a parameter named like a column as that column's value.
-            params = {name: value for name, value in row.items() if name != "id"}
-            return (await conn.execute(_CLAIM_AND_ROW_PG, {**params, **claim})).first() is not None
-        # SQLite: two statements, each committed by itself. A crash between them leaves a claim
-        # without a row: a retry with the key finds the claim and writes the row (the replay path).
-        if (await conn.execute(_CLAIM[dialect], claim)).first() is None:
+        # A crash between the two statements leaves a claim without a row: a retry with the key finds
+        # the claim and writes the row (the replay path).
+        if (await conn.execute(_CLAIM[dialect], _claim_params(row, key, digest))).first() is None:
             return False
         await conn.execute(_INSERT_ROW[dialect], row)
         return True
     finally:
         await session.commit()  # hands the connection back before the Temporal call
+
+
+def _claim_and_row_params(row: dict[str, Any], key: str, digest: str) -> dict[str, Any]:
+    """The parameters of `_CLAIM_AND_ROW_PG`: the row's without "id" (an INSERT takes a parameter named
+    like a column as that column's value; the row's id is the claim's delivery_id) and the claim's."""
+    return {**{name: value for name, value in row.items() if name != "id"}, **_claim_params(row, key, digest)}
 
 
 def _claim_params(row: dict[str, Any], key: str, digest: str) -> dict[str, Any]:

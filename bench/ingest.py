@@ -69,6 +69,9 @@ GOAL_P99_MS = 100.0
 GOAL_IDLE_KIB = 50.0
 READY = "@ready"
 SERVERS = ("bare", "waybill")
+RUNS = ("live-max", "live-rate", "backlog-max")
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
 
 
 def is_waybill(kind: str) -> bool:
@@ -96,11 +99,6 @@ def server_kinds(args: argparse.Namespace) -> list[str]:
         else:
             kinds.append(server)
     return kinds
-
-
-RUNS = ("live-max", "live-rate", "backlog-max")
-START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 30.0
 
 
 def say(message: str = "") -> None:

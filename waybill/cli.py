@@ -17,7 +17,7 @@ from waybill.logging import configure_logging
 from waybill.ports import PortClaim, PortInUse, ensure_ports_free
 from waybill.settings import ConfigError, Settings, load_settings
 from waybill.simulate_cli import add_simulate_parser, run_simulate
-from waybill.socket_replicas import current_replica
+from waybill.socket_replicas import current_replica, replica_ports, run_replicas
 
 log = logging.getLogger("waybill")
 
@@ -220,8 +220,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not 1 <= processes <= 64:
                     raise ConfigError("--processes must be between 1 and 64")
                 if processes > 1:
-                    from waybill.socket_replicas import replica_ports, run_replicas
-
                     ensure_ports_free(settings.sockets_host, replica_ports(settings, processes))
                     return run_replicas(processes)
                 ensure_ports_free(

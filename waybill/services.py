@@ -78,11 +78,7 @@ class SocketService:
         self.server: WsServer | None = None
 
     async def start(self) -> None:
-        replica = self.replica
-        metrics_port = self.sockets.settings.sockets_metrics_port + replica if replica is not None else 0
-        self.server = await self.sockets.start(
-            self.host, self.port, replica=replica, metrics_port=metrics_port
-        )
+        self.server = await self.sockets.start(self.host, self.port, replica=self.replica)
 
     async def stop(self) -> None:
         if self.server:

@@ -29,7 +29,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
 from types import FrameType
 
 from waybill.ports import PortClaim
@@ -58,18 +57,10 @@ def replica_ports(settings: Settings, processes: int) -> list[PortClaim]:
         )
     claims = [PortClaim(settings.sockets_port, "sockets", "WAYBILL_SOCKETS_PORT")]
     claims += [
-        PortClaim(
-            settings.sockets_metrics_port + i,
-            f"metrics of sockets replica {i}",
-            "WAYBILL_SOCKETS_METRICS_PORT",
-        )
+        PortClaim(first + i, f"metrics of sockets replica {i}", "WAYBILL_SOCKETS_METRICS_PORT")
         for i in range(processes)
     ]
     return claims
-
-
-def replica_env(base: Mapping[str, str], index: int) -> dict[str, str]:
-    return {**base, "WAYBILL_SOCKETS_PROCESSES": "1", REPLICA_VAR: str(index)}
 
 
 def _die_with_parent() -> None:
@@ -80,9 +71,8 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def run_replicas(processes: int, env: Mapping[str, str] | None = None) -> int:
+def run_replicas(processes: int) -> int:
     """Run `processes` replicas of `waybill sockets` until a signal stops them or one of them dies."""
-    base = dict(os.environ if env is None else env)
     cmd = [sys.executable, "-m", "waybill", "sockets"]
     stopping = False
     procs: list[subprocess.Popen[bytes]] = []
@@ -104,7 +94,8 @@ def run_replicas(processes: int, env: Mapping[str, str] | None = None) -> int:
     failed = False
     try:
         for i in range(processes):
-            procs.append(subprocess.Popen(cmd, env=replica_env(base, i), preexec_fn=preexec))  # noqa: PLW1509
+            env = {**os.environ, REPLICA_VAR: str(i)}  # a replica runs as one process (`current_replica`)
+            procs.append(subprocess.Popen(cmd, env=env, preexec_fn=preexec))  # noqa: PLW1509
         if stopping:  # a signal came while they were being started: the later ones were not told yet
             stop_all()
         log.info("sockets: %d replicas started (pids %s)", processes, ", ".join(str(p.pid) for p in procs))

@@ -121,14 +121,21 @@ class SocketServer:
         self.metrics_server: Server | None = None  # a replica's own metrics port (socket_replicas.py)
         self.metrics_elsewhere: str | None = None
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:  # noqa: ARG002
-        path = request.path.split("?", 1)[0]
+    def _probe(self, path: str, *, metrics_here: bool) -> Response | None:
+        """`/health` and `/metrics` (None for any other path)."""
         if path == "/health":
             return _plain(HTTPStatus.OK, "ok\n")
-        if path == "/metrics":
-            if self.metrics_elsewhere is not None:  # replicas share this port: a scrape would hit any one
-                return _plain(HTTPStatus.NOT_FOUND, self.metrics_elsewhere)
+        if path != "/metrics":
+            return None
+        if metrics_here:
             return self.ctx.metrics.response()
+        return _plain(HTTPStatus.NOT_FOUND, self.metrics_elsewhere or "no metrics here\n")
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:  # noqa: ARG002
+        path = request.path.split("?", 1)[0]
+        # Replicas share this port, so a scrape would reach any one of them: each has its own port.
+        if (probe := self._probe(path, metrics_here=self.metrics_elsewhere is None)) is not None:
+            return probe
         if path not in PATH_ROLES:
             return _plain(HTTPStatus.NOT_FOUND, f"no socket at {path}; use /ws/driver or /ws/dispatch\n")
         origin = request.headers.get("Origin")
@@ -317,20 +324,17 @@ class SocketServer:
 
     def _metrics_request(self, connection: ServerConnection, request: Request) -> Response:  # noqa: ARG002
         path = request.path.split("?", 1)[0]
-        if path == "/metrics":
-            return self.ctx.metrics.response()
-        if path == "/health":
-            return _plain(HTTPStatus.OK, "ok\n")
-        return _plain(HTTPStatus.NOT_FOUND, "this port serves /metrics and /health only\n")
+        probe = self._probe(path, metrics_here=True)
+        return probe or _plain(HTTPStatus.NOT_FOUND, "this port serves /metrics and /health only\n")
 
-    async def start(
-        self, host: str, port: int, *, replica: int | None = None, metrics_port: int = 0
-    ) -> Server:
+    async def start(self, host: str, port: int, *, replica: int | None = None) -> Server:
         """Listen on `port`. A replica of `waybill sockets --processes N` (`replica` set) shares the port
-        with its siblings (SO_REUSEPORT) and serves its metrics on `metrics_port` instead, opened
-        after the socket port: a replica whose metrics port answers is taking connections."""
+        with its siblings (SO_REUSEPORT) and serves its metrics on WAYBILL_SOCKETS_METRICS_PORT +
+        `replica` instead, opened after the socket port: a replica whose metrics port answers is
+        taking connections."""
         self.ctx.start()
         self.connections.start()
+        metrics_port = self.settings.sockets_metrics_port + (replica or 0)
         if replica is not None:
             self.metrics_elsewhere = (
                 f"this port is shared by several sockets replicas; each serves its own metrics on its "

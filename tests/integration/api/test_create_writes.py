@@ -21,9 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.create_writes import CreateWrites
 from api.delivery_service import (
     _CLAIM_AND_ROW_PG,
-    _DELIVERIES,
-    _INSERT_ROW,
-    _claim_params,
+    _ROW_PG,
+    _claim_and_row_params,
     _initial_state,
     _row_values,
 )
@@ -64,8 +63,7 @@ def spec(now: datetime) -> Any:
 
 def params(org: uuid.UUID, key: str) -> dict[str, Any]:
     """The claim and row of a new delivery with an Idempotency-Key."""
-    row = row_params(org)
-    return {**{k: v for k, v in row.items() if k != "id"}, **_claim_params(row, key, "digest")}
+    return _claim_and_row_params(row_params(org), key, "digest")
 
 
 async def rows_and_claims(engine: AsyncEngine, org: uuid.UUID) -> tuple[int, int]:
@@ -113,8 +111,7 @@ async def test_a_refused_create_fails_alone(engine: AsyncEngine) -> None:
 async def test_a_row_found_written_on_the_retry_counts_as_written(engine: AsyncEngine) -> None:
     """Rows without a key: after a failed pipeline, a row whose fresh id is taken was written by it."""
     org = (await make_tenant(create_sessionmaker(engine))).organization_id
-    statement = _INSERT_ROW["postgresql"].returning(_DELIVERIES.c.id)
-    writes = CreateWrites(engine, statement, duplicate_means_written=True)
+    writes = CreateWrites(engine, _ROW_PG, duplicate_means_written=True)
     row = row_params(org)
     assert await writes.write(row) is True
     bad = row_params(uuid.uuid4())  # violates the organization foreign key: the pipeline fails
@@ -125,7 +122,7 @@ async def test_a_row_found_written_on_the_retry_counts_as_written(engine: AsyncE
     assert new is True
     assert isinstance(refused, IntegrityError), refused
     assert (await rows_and_claims(engine, org))[0] == 2
-    plain = CreateWrites(engine, statement)  # without the flag a taken id is an error
+    plain = CreateWrites(engine, _ROW_PG)  # without the flag a taken id is an error
     taken, _ = await asyncio.gather(plain.write(row), plain.write(bad), return_exceptions=True)
     assert isinstance(taken, IntegrityError), taken
 
