@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
@@ -86,15 +86,18 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
             allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
-    app.include_router(health.router)
-    v1 = APIRouter(prefix="/api/v1")
+    # The routers' routes go into the app's router as they are (each router's prefix is the full
+    # path) rather than through include_router: since FastAPI 0.137 an included router is resolved
+    # anew on every request, which cost about 0.4 ms of CPU per request here (docs/benchmarks.md).
+    # In order: routes are matched first to last.
     for module in (
+        health,
+        deliveries,  # first of the API: creating deliveries is its busiest call
         auth,
         depots,
         tracking,  # before vehicles: /vehicles/nearby must not be read as a vehicle id
         vehicles,
         drivers,
-        deliveries,
         route_plans,
         routes,
         dispatch,
@@ -105,6 +108,5 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         audit,
         analytics,
     ):
-        v1.include_router(module.router)
-    app.include_router(v1)
+        app.router.routes.extend(module.router.routes)
     return app

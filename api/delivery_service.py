@@ -8,7 +8,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
-from weakref import WeakKeyDictionary
 
 from sqlalchemy import JSON, ColumnElement, String, Table, bindparam, delete, insert, select
 from sqlalchemy import cast as sql_cast
@@ -22,7 +21,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 
 from activities.codec import from_jsonable
 from activities.deliveries import projection_values
-from api.create_writes import CreateWrites
+from api.create_writes import Statement, writes_for
 from api.deps import CurrentUser
 from api.errors import ProblemError, not_found, temporal_unavailable
 from api.schemas.deliveries import DeliveryCreate, to_spec
@@ -141,7 +140,7 @@ _CLAIM = {
 # PostgreSQL: claim and projection row in one statement (a data-modifying CTE). The row is
 # inserted only if the claim was, so both happen or neither does, in one round trip.
 _claim_cte = _CLAIM["postgresql"].cte("claim")
-_CLAIM_AND_ROW_PG = (
+_CLAIM_AND_ROW_PG = Statement.compile(
     insert(_DELIVERIES)
     .from_select(
         ["id", *_ROW_COLUMNS],
@@ -150,31 +149,9 @@ _CLAIM_AND_ROW_PG = (
     .returning(_DELIVERIES.c.id)
 )
 # PostgreSQL without an Idempotency-Key: the row alone, RETURNING so that a batch reports each one.
-_ROW_PG = _INSERT_ROW["postgresql"].returning(_DELIVERIES.c.id)
-
-
-@dataclass
-class _PgWrites:
-    """The create's two statements on PostgreSQL, each sent with those of concurrent creates."""
-
-    claim_and_row: CreateWrites
-    row: CreateWrites
-
-
-_PG_WRITES: WeakKeyDictionary[AsyncEngine, _PgWrites] = WeakKeyDictionary()  # per engine (process)
-
-
-def _pg_writes(session: AsyncSession) -> _PgWrites | None:
-    engine = session.bind
-    if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
-        return None
-    writes = _PG_WRITES.get(engine)
-    if writes is None:
-        writes = _PG_WRITES[engine] = _PgWrites(
-            CreateWrites(engine, _CLAIM_AND_ROW_PG),
-            CreateWrites(engine, _ROW_PG, duplicate_means_written=True),
-        )
-    return writes
+_ROW_PG = Statement.compile(
+    _INSERT_ROW["postgresql"].returning(_DELIVERIES.c.id), duplicate_means_written=True
+)
 
 
 async def _insert_new(session: AsyncSession, row: dict[str, Any], key: str | None, digest: str) -> bool:
@@ -187,11 +164,12 @@ async def _insert_new(session: AsyncSession, row: dict[str, Any], key: str | Non
     trips, and the write lock is held for one statement, not across event loop turns.
     """
     if session.in_transaction():
-        await session.commit()  # e.g. the user lookup of authentication: releases its connection
-    if (writes := _pg_writes(session)) is not None:
+        await session.commit()  # e.g. left by an earlier item of a batch: releases its connection
+    engine = session.bind
+    if isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql":
         if key is None:
-            return await writes.row.write(row)
-        return await writes.claim_and_row.write(_claim_and_row_params(row, key, digest))
+            return await writes_for(engine).write(_ROW_PG, row)
+        return await writes_for(engine).write(_CLAIM_AND_ROW_PG, _claim_and_row_params(row, key, digest))
     conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     dialect = conn.dialect.name
     try:

@@ -44,6 +44,11 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
 async def get_temporal(resources: ResourcesDep) -> Client:
+    return await temporal_client(resources)
+
+
+async def temporal_client(resources: Resources) -> Client:
+    """The Temporal client, or 503 while Temporal cannot be reached."""
     try:
         return await resources.temporal.get()
     except Exception:
@@ -66,11 +71,19 @@ def _unauthenticated(code: str, detail: str) -> ProblemError:
     return ProblemError(401, code, detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
-async def get_current_user(
-    resources: ResourcesDep,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> CurrentUser:
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def get_current_user(request: Request, credentials: Credentials) -> CurrentUser:
+    return await authenticate(request, credentials)
+
+
+async def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> CurrentUser:
+    """The caller of a request with these bearer credentials, or 401/429.
+
+    Not a dependency tree of its own (resources, session): FastAPI resolves every dependency anew on
+    each request, at a cost, and a session is needed only when the user is not cached."""
+    resources: Resources = request.app.state.resources
     if credentials is None:
         raise ProblemError(
             401,
@@ -84,7 +97,8 @@ async def get_current_user(
         raise _unauthenticated(exc.code, exc.detail) from None
     user = resources.users.get(claims.user_id)
     if user is None:
-        user = await _load_user(session, claims.user_id)
+        async with resources.sessionmaker() as session:
+            user = await _load_user(session, claims.user_id)
         if user is not None:
             resources.users.put(user)
     # A deactivated user, or one whose role or organization changed, loses access (within the cache TTL).
@@ -122,7 +136,8 @@ def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, CurrentUser
     """Dependency factory: the caller must hold one of `roles` (function-level authorization)."""
     allowed = frozenset(roles)
 
-    async def _check(user: UserDep) -> CurrentUser:
+    async def _check(request: Request, credentials: Credentials) -> CurrentUser:
+        user = await authenticate(request, credentials)  # directly: one dependency fewer per request
         if user.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
             raise ProblemError(403, "forbidden", f"this action needs one of the roles: {names}")

@@ -7,13 +7,7 @@ from starlette.types import Scope
 
 
 def route_template(scope: Scope) -> str:
-    route = scope.get("route")
-    template = getattr(route, "path_format", None)
-    if not isinstance(template, str):
-        return "unmatched"
-    # A route of an included router knows only its own part ("/deliveries/{id}"): the segments of
-    # the request path before it are the prefixes it was mounted under ("/api/v1").
-    path_segments = str(scope.get("path", "")).split("/")
-    own = template.count("/")
-    prefix = "/".join(path_segments[: max(1, len(path_segments) - own)])
-    return (prefix + template) if prefix and not template.startswith(prefix + "/") else template
+    # Every route sits in the app's own router with its full path (api/app.py), so its template
+    # is the whole of it.
+    template = getattr(scope.get("route"), "path_format", None)
+    return template if isinstance(template, str) else "unmatched"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from api.create_writes import close_writes
 from api.security.tokens import TokenService
 from api.security.user_cache import UserCache
 from db.blobs import FileBlobStore
@@ -61,4 +62,5 @@ class Resources:
     async def close(self) -> None:
         await self.history.close()
         await self.cache_bus.close()
+        await close_writes(self.engine)
         await self.engine.dispose()

@@ -11,10 +11,11 @@ from sqlalchemy import select
 from api.deps import CurrentUser, SessionDep, require_roles
 from api.pagination import Page, PageDep, make_page
 from api.schemas.users import AuditEventOut
+from api.v1 import PREFIX
 from db.models import AuditEvent
 from domain.roles import Role
 
-router = APIRouter(prefix="/audit", tags=["audit"])
+router = APIRouter(prefix=f"{PREFIX}/audit", tags=["audit"])
 Admin = Annotated[CurrentUser, Depends(require_roles(Role.ADMIN))]
 Action = Annotated[str | None, Query(max_length=64, description="Only this action, e.g. login_failed")]
 

@@ -15,13 +15,14 @@ from api.schemas.auth import LoginIn, MeOut, PasswordChangeIn, RefreshIn, TokenP
 from api.security.passwords import hash_password, verify_password
 from api.security.rate_limit import client_ip, enforce
 from api.security.tokens import TokenError, TokenService, TokenType
+from api.v1 import PREFIX
 from db.models import Organization, RefreshToken, User
 from db.repositories.accounts import RefreshTokenRepository, find_login
 from db.repositories.fleet import DriverRepository
 from domain.ids import uuid7
 from domain.roles import Role
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix=f"{PREFIX}/auth", tags=["auth"])
 log = logging.getLogger(__name__)
 
 

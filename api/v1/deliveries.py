@@ -20,7 +20,7 @@ from api.delivery_service import (
     row_state,
     run_update,
 )
-from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
+from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles, temporal_client
 from api.errors import ProblemError
 from api.pagination import Page, PageDep, make_page
 from api.schemas.deliveries import (
@@ -40,6 +40,7 @@ from api.schemas.deliveries import (
     UnassignIn,
     delivery_out,
 )
+from api.v1 import PREFIX
 from api.v1.crud import require_reference
 from db.models import DeliveryRow, Driver, ProofFile
 from db.repositories.fleet import DriverRepository, VehicleRepository
@@ -56,9 +57,10 @@ from domain.delivery import (
     TimeWindow,
 )
 from domain.roles import ALL_ROLES, FLEET_WRITERS, Role
+from waybill.resources import Resources
 from workflows.delivery import DeliveryWorkflow
 
-router = APIRouter(prefix="/deliveries", tags=["deliveries"])
+router = APIRouter(prefix=f"{PREFIX}/deliveries", tags=["deliveries"])
 Reader = Annotated[CurrentUser, Depends(require_roles(*ALL_ROLES))]
 Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
 DriverOrStaff = Annotated[CurrentUser, Depends(require_roles(Role.DRIVER, *FLEET_WRITERS))]
@@ -91,13 +93,16 @@ async def _own_row(
 async def create(
     body: DeliveryCreate,
     user: Writer,
-    session: SessionDep,
-    client: TemporalDep,
-    resources: ResourcesDep,
+    request: Request,
     response: Response,
     idempotency_key: IdemKey = None,
 ) -> DeliveryOut:
-    result = await create_delivery(body, user, session, client, resources.settings, idempotency_key)
+    # The busiest endpoint takes its resources, client and session without dependencies, each of
+    # which FastAPI resolves anew per request; on PostgreSQL its common path never uses the session.
+    resources: Resources = request.app.state.resources
+    client = await temporal_client(resources)
+    async with resources.sessionmaker() as session:
+        result = await create_delivery(body, user, session, client, resources.settings, idempotency_key)
     response.headers["Location"] = f"/api/v1/deliveries/{result.state.delivery_id}"
     if not result.created:
         response.status_code = 200

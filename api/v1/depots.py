@@ -10,12 +10,13 @@ from api.errors import ProblemError
 from api.pagination import Page, PageDep, make_page
 from api.schemas.common import Coordinates
 from api.schemas.fleet import DepotCreate, DepotOut, DepotUpdate
+from api.v1 import PREFIX
 from api.v1.crud import add_or_conflict, changes, fetch, flush_or_conflict
 from db.models import Depot
 from db.repositories.fleet import DepotRepository
 from domain.roles import ALL_ROLES, FLEET_WRITERS
 
-router = APIRouter(prefix="/depots", tags=["depots"])
+router = APIRouter(prefix=f"{PREFIX}/depots", tags=["depots"])
 Reader = Annotated[CurrentUser, Depends(require_roles(*ALL_ROLES))]
 Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
 

@@ -13,12 +13,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
 from api.errors import not_found
 from api.schemas.routing import DispatchConfig, DispatchOut, dispatch_out
+from api.v1 import PREFIX
 from db.repositories.fleet import DepotRepository
 from domain.roles import ALL_ROLES, FLEET_WRITERS
 from domain.route_plans import DispatchInput, DispatchState, dispatch_workflow_id
 from workflows.dispatch import DispatchWorkflow
 
-router = APIRouter(prefix="/depots/{depot_id}/dispatch", tags=["routing"])
+router = APIRouter(prefix=PREFIX + "/depots/{depot_id}/dispatch", tags=["routing"])
 Reader = Annotated[CurrentUser, Depends(require_roles(*ALL_ROLES))]
 Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
 

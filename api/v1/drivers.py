@@ -10,13 +10,14 @@ from api.deps import CurrentUser, SessionDep, require_roles
 from api.errors import ProblemError
 from api.pagination import Page, PageDep, make_page
 from api.schemas.fleet import DriverCreate, DriverOut, DriverUpdate
+from api.v1 import PREFIX
 from api.v1.crud import add_or_conflict, changes, fetch, flush_or_conflict, require_reference
 from db.models import Driver
 from db.repositories.accounts import UserRepository
 from db.repositories.fleet import DriverRepository, VehicleRepository
 from domain.roles import FLEET_WRITERS, Role
 
-router = APIRouter(prefix="/drivers", tags=["drivers"])
+router = APIRouter(prefix=f"{PREFIX}/drivers", tags=["drivers"])
 # Driver records carry contact details of other people: drivers themselves do not list them.
 Reader = Annotated[CurrentUser, Depends(require_roles(Role.ADMIN, Role.DISPATCHER, Role.VIEWER))]
 Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]

@@ -26,10 +26,11 @@ from api.schemas.integrations import (
     OrderResult,
     order_to_delivery,
 )
+from api.v1 import PREFIX
 from db.models import ApiKey
 from domain.roles import FLEET_WRITERS, Role
 
-router = APIRouter(prefix="/integrations", tags=["integrations"])
+router = APIRouter(prefix=f"{PREFIX}/integrations", tags=["integrations"])
 Admin = Annotated[CurrentUser, Depends(require_roles(Role.ADMIN))]
 Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
 KEY_PREFIX = "wbk_"

@@ -22,10 +22,11 @@ from api.schemas.notifications import (
     NotificationSettingsIn,
     NotificationSettingsOut,
 )
+from api.v1 import PREFIX
 from db.models import DeliveryNotificationPrefs, NotificationRow, NotificationSettingsRow
 from domain.roles import ALL_ROLES, FLEET_WRITERS, Role
 
-router = APIRouter(prefix="/notifications", tags=["notifications"])
+router = APIRouter(prefix=f"{PREFIX}/notifications", tags=["notifications"])
 Reader = Annotated[CurrentUser, Depends(require_roles(*ALL_ROLES))]
 Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
 Admin = Annotated[CurrentUser, Depends(require_roles(Role.ADMIN))]

@@ -18,6 +18,7 @@ from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require
 from api.errors import ProblemError, not_found
 from api.pagination import Page, PageDep, make_page
 from api.schemas.routing import RoutePlanCreate, RoutePlanOut, plan_out
+from api.v1 import PREFIX
 from api.v1.crud import require_reference
 from db.models import RoutePlanRow
 from db.repositories.fleet import DepotRepository
@@ -27,7 +28,7 @@ from domain.roles import ALL_ROLES, FLEET_WRITERS
 from domain.route_plans import ApplyPlanRequest, PlanRequest, PlanState, PlanStatus
 from workflows.route_plan import RoutePlanWorkflow, plan_workflow_id
 
-router = APIRouter(prefix="/route-plans", tags=["routing"])
+router = APIRouter(prefix=f"{PREFIX}/route-plans", tags=["routing"])
 Reader = Annotated[CurrentUser, Depends(require_roles(*ALL_ROLES))]
 Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]

@@ -17,13 +17,14 @@ from activities.codec import from_jsonable
 from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
 from api.errors import ProblemError, not_found
 from api.schemas.routing import ResequenceIn, RouteOut, route_out
+from api.v1 import PREFIX
 from db.models import RouteRow
 from db.repositories.fleet import DriverRepository
 from domain.roles import ALL_ROLES, FLEET_WRITERS, Role
 from domain.routes import ResequenceRequest, RouteState, StopStatus, route_travel_s
 from workflows.route import RouteWorkflow
 
-router = APIRouter(prefix="/routes", tags=["routing"])
+router = APIRouter(prefix=f"{PREFIX}/routes", tags=["routing"])
 Reader = Annotated[CurrentUser, Depends(require_roles(*ALL_ROLES))]
 Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
 DriverOnly = Annotated[CurrentUser, Depends(require_roles(Role.DRIVER))]

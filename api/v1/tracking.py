@@ -37,12 +37,13 @@ from api.tracking import (
     simplified,
 )
 from api.tracking_share import link_not_found, public_view, read_link, share_ttl, share_url
+from api.v1 import PREFIX
 from db.bus.base import GEO_MAX_LAT
 from db.models import DeliveryRow, Vehicle
 from db.repositories.fleet import DriverRepository, VehicleRepository
 from domain.roles import ALL_ROLES, FLEET_WRITERS, Role
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX)
 log = logging.getLogger(__name__)
 # Positions reveal where every driver is: staff only. Drivers follow their own deliveries below.
 STAFF = frozenset({Role.ADMIN, Role.DISPATCHER, Role.VIEWER})

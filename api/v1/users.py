@@ -14,12 +14,13 @@ from api.errors import ProblemError
 from api.pagination import Page, PageDep, make_page
 from api.schemas.users import UserCreate, UserOut, UserUpdate
 from api.security.passwords import hash_password
+from api.v1 import PREFIX
 from api.v1.crud import changes, fetch
 from db.models import User
 from db.repositories.accounts import RefreshTokenRepository, UserRepository, find_login
 from domain.roles import Role
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix=f"{PREFIX}/users", tags=["users"])
 Admin = Annotated[CurrentUser, Depends(require_roles(Role.ADMIN))]
 
 

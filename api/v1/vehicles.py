@@ -9,12 +9,13 @@ from api.deps import CurrentUser, SessionDep, require_roles
 from api.errors import ProblemError
 from api.pagination import Page, PageDep, make_page
 from api.schemas.fleet import CapacityOut, ShiftOut, VehicleCreate, VehicleOut, VehicleProfile, VehicleUpdate
+from api.v1 import PREFIX
 from api.v1.crud import add_or_conflict, changes, fetch, flush_or_conflict, require_reference
 from db.models import Vehicle
 from db.repositories.fleet import DepotRepository, VehicleRepository
 from domain.roles import ALL_ROLES, FLEET_WRITERS
 
-router = APIRouter(prefix="/vehicles", tags=["vehicles"])
+router = APIRouter(prefix=f"{PREFIX}/vehicles", tags=["vehicles"])
 Reader = Annotated[CurrentUser, Depends(require_roles(*ALL_ROLES))]
 Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
 

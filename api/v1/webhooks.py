@@ -23,13 +23,14 @@ from api.schemas.webhooks import (
     WebhookOut,
     WebhookUpdate,
 )
+from api.v1 import PREFIX
 from db.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from domain.ids import uuid7
 from domain.notifications import ReplayInput
 from domain.roles import Role
 from workflows.notifications import WebhookReplayWorkflow
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+router = APIRouter(prefix=f"{PREFIX}/webhooks", tags=["webhooks"])
 Admin = Annotated[CurrentUser, Depends(require_roles(Role.ADMIN))]
 
 

@@ -3,6 +3,8 @@
 - Concurrent creates share round trips, and every one of them gets its own answer and its own row.
 - Two creates with one Idempotency-Key in the same round trip: one claim, one row.
 - A create the database refuses fails alone: the others sent with it are written.
+- Connections are kept between writes, handed back when idle too long or on close, and a held
+  connection the server closed costs no create.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.create_writes import CreateWrites
+from api.create_writes import CreateWrites, Statement
+from api.delivery_service import _CLAIM_AND_ROW_PG as CLAIM
+from api.delivery_service import _ROW_PG as ROW
 from api.delivery_service import (
-    _CLAIM_AND_ROW_PG,
-    _ROW_PG,
     _claim_and_row_params,
     _initial_state,
     _row_values,
@@ -75,30 +77,49 @@ async def rows_and_claims(engine: AsyncEngine, org: uuid.UUID) -> tuple[int, int
 
 async def test_concurrent_creates_share_round_trips_and_each_gets_its_row(engine: AsyncEngine) -> None:
     org = (await make_tenant(create_sessionmaker(engine))).organization_id
-    writes = CreateWrites(engine, _CLAIM_AND_ROW_PG)
-    results = await asyncio.gather(*(writes.write(params(org, f"k{i}")) for i in range(40)))
+    writes = CreateWrites(engine)
+    results = await asyncio.gather(*(writes.write(CLAIM, params(org, f"k{i}")) for i in range(40)))
     assert results == [True] * 40
     assert writes.round_trips < 40 / 4, writes.round_trips
     assert await rows_and_claims(engine, org) == (40, 40)
+    await writes.close()
+
+
+async def test_both_statements_in_one_round_trip_each_get_their_answer(engine: AsyncEngine) -> None:
+    org = (await make_tenant(create_sessionmaker(engine))).organization_id
+    writes = CreateWrites(engine)
+    results = await asyncio.gather(
+        writes.write(CLAIM, params(org, "a")),
+        writes.write(ROW, row_params(org)),
+        writes.write(CLAIM, params(org, "a")),  # the key again: not claimed, nothing written
+        writes.write(ROW, row_params(org)),
+    )
+    assert writes.round_trips == 1
+    assert list(results) == [True, True, False, True]
+    assert await rows_and_claims(engine, org) == (3, 1)
+    await writes.close()
 
 
 async def test_one_key_twice_in_one_round_trip_claims_once(engine: AsyncEngine) -> None:
     org = (await make_tenant(create_sessionmaker(engine))).organization_id
-    writes = CreateWrites(engine, _CLAIM_AND_ROW_PG)
-    results = await asyncio.gather(writes.write(params(org, "same")), writes.write(params(org, "same")))
+    writes = CreateWrites(engine)
+    results = await asyncio.gather(
+        writes.write(CLAIM, params(org, "same")), writes.write(CLAIM, params(org, "same"))
+    )
     assert writes.round_trips == 1
     assert sorted(results) == [False, True]
     assert await rows_and_claims(engine, org) == (1, 1)
+    await writes.close()
 
 
 async def test_a_refused_create_fails_alone(engine: AsyncEngine) -> None:
     org = (await make_tenant(create_sessionmaker(engine))).organization_id
-    writes = CreateWrites(engine, _CLAIM_AND_ROW_PG)
+    writes = CreateWrites(engine)
     bad = params(uuid.uuid4(), "no-such-org")  # violates the organization foreign key
     first, refused, last = await asyncio.gather(
-        writes.write(params(org, "a")),
-        writes.write(bad),
-        writes.write(params(org, "b")),
+        writes.write(CLAIM, params(org, "a")),
+        writes.write(CLAIM, bad),
+        writes.write(CLAIM, params(org, "b")),
         return_exceptions=True,
     )
     # The refused statement rolled back the pipeline's others; written again alone, they are claimed.
@@ -106,31 +127,81 @@ async def test_a_refused_create_fails_alone(engine: AsyncEngine) -> None:
     assert last is True
     assert isinstance(refused, IntegrityError), refused  # SQLAlchemy's, as on the ORM path
     assert await rows_and_claims(engine, org) == (2, 2)
+    await writes.close()
 
 
 async def test_a_row_found_written_on_the_retry_counts_as_written(engine: AsyncEngine) -> None:
     """Rows without a key: after a failed pipeline, a row whose fresh id is taken was written by it."""
     org = (await make_tenant(create_sessionmaker(engine))).organization_id
-    writes = CreateWrites(engine, _ROW_PG, duplicate_means_written=True)
+    writes = CreateWrites(engine)
     row = row_params(org)
-    assert await writes.write(row) is True
+    assert await writes.write(ROW, row) is True
     bad = row_params(uuid.uuid4())  # violates the organization foreign key: the pipeline fails
     again, refused, new = await asyncio.gather(
-        writes.write(row), writes.write(bad), writes.write(row_params(org)), return_exceptions=True
+        writes.write(ROW, row),
+        writes.write(ROW, bad),
+        writes.write(ROW, row_params(org)),
+        return_exceptions=True,
     )
     assert again is True
     assert new is True
     assert isinstance(refused, IntegrityError), refused
     assert (await rows_and_claims(engine, org))[0] == 2
-    plain = CreateWrites(engine, _ROW_PG)  # without the flag a taken id is an error
-    taken, _ = await asyncio.gather(plain.write(row), plain.write(bad), return_exceptions=True)
+    plain = Statement(ROW.sql)  # without the flag a taken id is an error
+    taken, _ = await asyncio.gather(
+        writes.write(plain, row), writes.write(plain, bad), return_exceptions=True
+    )
     assert isinstance(taken, IntegrityError), taken
+    await writes.close()
 
 
 async def test_a_naive_datetime_is_refused_before_anything_is_sent(engine: AsyncEngine) -> None:
     org = (await make_tenant(create_sessionmaker(engine))).organization_id
-    writes = CreateWrites(engine, _CLAIM_AND_ROW_PG)
+    writes = CreateWrites(engine)
     naive = {**params(org, "naive"), "created_at": datetime.now()}  # noqa: DTZ005 - the point of the test
     with pytest.raises(ValueError, match="naive datetime"):
-        await writes.write(naive)
+        await writes.write(CLAIM, naive)
     assert writes.round_trips == 0
+
+
+async def test_connections_are_kept_between_writes_and_handed_back_on_close(engine: AsyncEngine) -> None:
+    org = (await make_tenant(create_sessionmaker(engine))).organization_id
+    writes = CreateWrites(engine)
+    for _ in range(10):
+        assert await writes.write(ROW, row_params(org)) is True
+    assert writes.connections_opened == 1
+    assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    await writes.close()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_a_connection_idle_too_long_goes_back_to_the_pool(engine: AsyncEngine) -> None:
+    org = (await make_tenant(create_sessionmaker(engine))).organization_id
+    writes = CreateWrites(engine, max_idle_s=0.05)
+    assert await writes.write(ROW, row_params(org)) is True
+    await asyncio.sleep(0.1)
+    assert await writes.write(ROW, row_params(org)) is True
+    assert writes.connections_opened == 2
+    await writes.close()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_a_held_connection_the_server_closed_costs_no_create(engine: AsyncEngine) -> None:
+    """E.g. after a database restart: the write fails on the dead connection and is sent again on a
+    fresh one from the pool, whose pre-ping replaced what else was dead there."""
+    org = (await make_tenant(create_sessionmaker(engine))).organization_id
+    writes = CreateWrites(engine)
+    assert await writes.write(ROW, row_params(org)) is True
+    async with engine.connect() as conn:
+        killed = await conn.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'"
+            )
+        )
+    assert killed
+    rows = [row_params(org) for _ in range(3)]
+    assert await asyncio.gather(*(writes.write(ROW, row) for row in rows)) == [True] * 3
+    assert (await rows_and_claims(engine, org))[0] == 4
+    assert writes.connections_opened >= 2
+    await writes.close()
