@@ -87,9 +87,11 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     # The routers' routes go into the app's router as they are (each router's prefix is the full
-    # path) rather than through include_router: since FastAPI 0.137 an included router is resolved
-    # anew on every request, which cost about 0.4 ms of CPU per request here (docs/benchmarks.md).
-    # In order: routes are matched first to last.
+    # path) rather than through include_router: since FastAPI 0.137 every request walks the tree of
+    # included routers (a version check per router, a matching layer per level), which cost about
+    # 0.4 ms of CPU per request here (docs/benchmarks.md, "Where the API's time goes"). What that
+    # gives up: app.dependency_overrides (unused here) do not reach these routes. They are added
+    # before the OpenAPI schema is first built, which caches it. Matched first to last.
     for module in (
         health,
         deliveries,  # first of the API: creating deliveries is its busiest call

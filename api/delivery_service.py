@@ -161,10 +161,9 @@ async def _insert_new(session: AsyncSession, row: dict[str, Any], key: str | Non
     Without an external_ref the row cannot conflict with another delivery, so no lookup is needed.
     On PostgreSQL claim and row are one statement, sent with those of concurrent creates
     (api/create_writes.py). On SQLite they are two autocommit statements: no BEGIN/COMMIT round
-    trips, and the write lock is held for one statement, not across event loop turns.
+    trips, and the write lock is held for one statement, not across event loop turns. `session` is
+    a fresh one (every caller opens one per create): no transaction is open on it.
     """
-    if session.in_transaction():
-        await session.commit()  # e.g. left by an earlier item of a batch: releases its connection
     engine = session.bind
     if isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql":
         if key is None:

@@ -1,4 +1,7 @@
-"""Request dependencies: the database session, the caller, role checks, the Temporal client."""
+"""Request dependencies: the database session, the caller, role checks, the Temporal client.
+
+FastAPI resolves each dependency anew on every request, at a cost: the busiest endpoint (creating a
+delivery) takes only its role check and opens its session and Temporal client itself."""
 
 from __future__ import annotations
 
@@ -79,7 +82,8 @@ async def get_current_user(request: Request, credentials: Credentials) -> Curren
 
 
 async def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> CurrentUser:
-    """The caller of a request with these bearer credentials, or 401/429.
+    """The caller of a request with these bearer credentials, or 401/429. Once per request: an
+    endpoint takes UserDep or one role dependency, never both (the rate limit counts each call).
 
     Not a dependency tree of its own (resources, session): FastAPI resolves every dependency anew on
     each request, at a cost, and a session is needed only when the user is not cached."""

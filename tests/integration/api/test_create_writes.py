@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api.create_writes import CreateWrites, Statement
 from api.delivery_service import _CLAIM_AND_ROW_PG as CLAIM
@@ -170,38 +170,56 @@ async def test_connections_are_kept_between_writes_and_handed_back_on_close(engi
     for _ in range(10):
         assert await writes.write(ROW, row_params(org)) is True
     assert writes.connections_opened == 1
-    assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
-    await writes.close()
-    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert checked_out(engine) == 1
+    in_flight = asyncio.ensure_future(writes.write(ROW, row_params(org)))
+    await asyncio.sleep(0)  # the write is queued, not yet sent
+    await writes.close()  # sends it and waits for it
+    assert (await rows_and_claims(engine, org))[0] == 11
+    assert checked_out(engine) == 0
+    assert await in_flight is True
+    assert await writes.write(ROW, row_params(org)) is True  # after close: a connection per write
+    assert checked_out(engine) == 0
 
 
-async def test_a_connection_idle_too_long_goes_back_to_the_pool(engine: AsyncEngine) -> None:
+async def test_a_connection_unused_for_a_while_goes_back_to_the_pool(engine: AsyncEngine) -> None:
     org = (await make_tenant(create_sessionmaker(engine))).organization_id
-    writes = CreateWrites(engine, max_idle_s=0.05)
+    writes = CreateWrites(engine, max_idle_s=0.2)
     assert await writes.write(ROW, row_params(org)) is True
-    await asyncio.sleep(0.1)
+    assert checked_out(engine) == 1
+    await asyncio.sleep(0.5)  # no write meanwhile
+    assert checked_out(engine) == 0
     assert await writes.write(ROW, row_params(org)) is True
     assert writes.connections_opened == 2
     await writes.close()
-    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
-async def test_a_held_connection_the_server_closed_costs_no_create(engine: AsyncEngine) -> None:
-    """E.g. after a database restart: the write fails on the dead connection and is sent again on a
-    fresh one from the pool, whose pre-ping replaced what else was dead there."""
+async def test_held_connections_the_server_closed_cost_no_create(
+    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """E.g. after a database restart: the write fails on its dead connection, every held one is let
+    go, and the create is sent again on a connection from the pool (whose pre-ping checks it)."""
     org = (await make_tenant(create_sessionmaker(engine))).organization_id
-    writes = CreateWrites(engine)
-    assert await writes.write(ROW, row_params(org)) is True
+    writes = CreateWrites(engine, max_batch=1)  # two writes in flight: two connections held
+    assert await asyncio.gather(*(writes.write(ROW, row_params(org)) for _ in range(2))) == [True, True]
+    assert writes.connections_opened == 2
+    pids = [await backend_pid(conn) for conn, _ in writes._held]
     async with engine.connect() as conn:
-        killed = await conn.scalar(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'"
-            )
-        )
-    assert killed
-    rows = [row_params(org) for _ in range(3)]
-    assert await asyncio.gather(*(writes.write(ROW, row) for row in rows)) == [True] * 3
+        for pid in pids:
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    for _ in range(2):
+        assert await writes.write(ROW, row_params(org)) is True
     assert (await rows_and_claims(engine, org))[0] == 4
-    assert writes.connections_opened >= 2
+    # One failed write (the other dead connection was let go with it), then one fresh connection.
+    assert caplog.text.count("writing them one by one") == 1
+    assert writes.connections_opened == 3
     await writes.close()
+
+
+def checked_out(engine: AsyncEngine) -> int:
+    return int(engine.pool.checkedout())  # type: ignore[attr-defined]
+
+
+async def backend_pid(conn: AsyncConnection) -> int:
+    raw = await conn.get_raw_connection()
+    assert raw.driver_connection is not None
+    return int(raw.driver_connection.info.backend_pid)
