@@ -77,11 +77,7 @@ def _unauthenticated(code: str, detail: str) -> ProblemError:
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def get_current_user(request: Request, credentials: Credentials) -> CurrentUser:
-    return await authenticate(request, credentials)
-
-
-async def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> CurrentUser:
+async def authenticate(request: Request, credentials: Credentials) -> CurrentUser:
     """The caller of a request with these bearer credentials, or 401/429. Once per request: an
     endpoint takes UserDep or one role dependency, never both (the rate limit counts each call).
 
@@ -133,7 +129,7 @@ async def _load_user(session: AsyncSession, user_id: uuid.UUID) -> AuthUser | No
     return AuthUser(*row) if row is not None else None
 
 
-UserDep = Annotated[CurrentUser, Depends(get_current_user)]
+UserDep = Annotated[CurrentUser, Depends(authenticate)]
 
 
 def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, CurrentUser]]:
