@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -13,7 +15,8 @@ from sqlalchemy import JSON, ColumnElement, String, Table, bindparam, delete, in
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -25,8 +28,9 @@ from api.create_writes import Statement, writes_for
 from api.deps import CurrentUser
 from api.errors import ProblemError, not_found, temporal_unavailable
 from api.schemas.deliveries import DeliveryCreate, to_spec
+from api.v1.crud import require_reference
 from db.models import DeliveryRow, IdempotencyKey
-from db.repositories.fleet import DriverRepository
+from db.repositories.fleet import DepotRepository, DriverRepository
 from db.upsert import insert_ignoring
 from domain.delivery import (
     Actor,
@@ -37,6 +41,8 @@ from domain.delivery import (
     DeliveryStatus,
     SpecError,
     allowed_actions,
+    never_started,
+    start_input,
     validate_spec,
 )
 from domain.ids import uuid7
@@ -216,6 +222,11 @@ async def create_delivery(
     except SpecError as exc:
         raise ProblemError(422, "invalid_delivery", str(exc)) from None
     org = user.organization_id
+    if body.depot_id is not None:
+        # Another organization's depot answers like one that does not exist (no existence oracle),
+        # and is never written: auto-dispatch would put the delivery in that organization's plan.
+        await require_reference(DepotRepository(session, org), body.depot_id, "depot_id")
+        await session.commit()  # hands the connection back: the common path below does not use it
     digest = request_hash(body) if idempotency_key else ""
     if not spec.external_ref:
         # The common case, in one round trip on PostgreSQL (two statements on SQLite).
@@ -234,7 +245,7 @@ async def create_delivery(
             await session.rollback()
             raise ProblemError(409, "external_ref_taken", "another delivery already has this external_ref")
         await session.commit()
-        return Created(row_state(existing), created=False)
+        return await _existing(client, row_state(existing), user, settings)
     initial = _initial_state(delivery_id, org, spec, now)
     values = _row_values(initial, org, now)
     try:
@@ -249,22 +260,36 @@ async def create_delivery(
         await session.rollback()
         if spec.external_ref and (existing := await _by_ref(session, org, spec.external_ref)) is not None:
             # The row is there from the first request's commit even if its workflow is still starting.
-            return Created(row_state(existing), created=False)
+            await session.commit()
+            return await _existing(client, row_state(existing), user, settings)
         raise
-    params = _workflow_input(initial, user, settings)
     if inserted:
-        await _start_new(session, client, params, settings, idempotency_key)
+        await _start_new(session, client, _workflow_input(initial, user, settings), settings, idempotency_key)
         return Created(initial, created=True)
-    # A repeat of an earlier request: its workflow is started again in case that request stopped
-    # between its commit and its start (a running or finished one is never started twice).
+    # A repeat of an earlier request (same Idempotency-Key) whose row is written.
+    row = await session.get(DeliveryRow, delivery_id)
+    await session.commit()  # hands the connection back before the Temporal call
+    return await _existing(client, row_state(row) if row is not None else initial, user, settings)
+
+
+async def _existing(client: Client, state: DeliveryState, user: CurrentUser, settings: Settings) -> Created:
+    """The answer to a create that an earlier request made. That request may have stopped between
+    its row and its workflow start (killed, or Temporal unavailable): a row its workflow never wrote
+    is started here, so a replayed create never answers with a delivery that cannot move."""
+    if never_started(state):
+        options = options_from(settings)
+        await ensure_started(client, start_input(state, f"{user.role.value}:{user.id}", options), settings)
+    return Created(state, created=False)
+
+
+async def ensure_started(client: Client, params: DeliveryInput, settings: Settings) -> None:
+    """Start the workflow of a row that may have none; a running or finished one is left as it is."""
     try:
         await start_delivery_workflow(client, params, settings.temporal_task_queue)
     except WorkflowAlreadyStartedError:
         pass  # closed already, so it existed
     except RPCError:
         raise temporal_unavailable() from None
-    row = await session.get(DeliveryRow, delivery_id)
-    return Created(row_state(row) if row is not None else initial, created=False)
 
 
 def _initial_state(
@@ -381,16 +406,93 @@ _REJECTIONS = {
 }
 
 
+# Temporal answers that say "not reachable now": the action was most likely not delivered.
+_UNREACHABLE = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.DEADLINE_EXCEEDED}
+)
+
+
+def action_id(action: str, key: str | None) -> str:
+    """The Update id of an action: derived from the caller's Idempotency-Key, so that a retry is
+    the same Update (Temporal de-duplicates by id and answers with the first outcome); random
+    without one. Hashed: any key fits, and ids stay short and URL-safe."""
+    if key is None:
+        return f"{action}-{uuid.uuid4().hex}"
+    return f"{action}-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+
+
+def action_location(delivery_id: uuid.UUID | str, update_id: str) -> str:
+    return f"/api/v1/deliveries/{delivery_id}/actions/{update_id}"
+
+
 async def run_update(
     client: Client,
-    row: DeliveryRow,
+    state: DeliveryState,
     update: UpdateMethodMultiParam[[DeliveryWorkflow, A], DeliveryState],
     arg: A,
+    *,
+    action: str,
+    key: str | None,
+    settings: Settings,
 ) -> DeliveryState:
-    """Run an Update; a rejection becomes a problem with the current status and the allowed actions."""
-    handle = client.get_workflow_handle_for(DeliveryWorkflow.run, workflow_id(row.id))
+    """Run an action's Update and answer with its outcome within `action_wait_seconds`.
+
+    A rejection becomes a problem with the current status and the allowed actions; an outcome not
+    known in time is 202 `action_pending` with where to learn it; Temporal out of reach is 503.
+    Callers hold no database connection meanwhile (a dead worker must not drain the pool)."""
+    handle = client.get_workflow_handle_for(DeliveryWorkflow.run, workflow_id(state.delivery_id))
+    update_id = action_id(action, key)
+
+    async def send() -> DeliveryState:
+        try:
+            return await handle.execute_update(update, arg, id=update_id)
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.NOT_FOUND or not never_started(state):
+                raise
+        # The create stopped between its row and its workflow start: start it, then act on it.
+        params = start_input(state, "system:recovered", options_from(settings))
+        await ensure_started(client, params, settings)
+        return await handle.execute_update(update, arg, id=update_id)
+
+    return await _outcome(client, state, update_id, send, settings)
+
+
+async def action_outcome(
+    client: Client, state: DeliveryState, update_id: str, settings: Settings
+) -> DeliveryState:
+    """The outcome of an earlier action (GET .../actions/{id}): 200 once known, 202 while pending,
+    404 action_not_found if Temporal has no record of it (it was not applied: safe to send again)."""
+    handle = client.get_workflow_handle_for(DeliveryWorkflow.run, workflow_id(state.delivery_id))
+    update = handle.get_update_handle(update_id, result_type=DeliveryState)
+
+    async def poll() -> DeliveryState:
+        try:
+            result: DeliveryState = await update.result()
+            return result
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                raise ProblemError(
+                    404,
+                    "action_not_found",
+                    f"no action {update_id} is known for this delivery: it was not applied",
+                ) from None
+            raise
+
+    return await _outcome(client, state, update_id, poll, settings)
+
+
+async def _outcome(
+    client: Client,
+    state: DeliveryState,
+    update_id: str,
+    wait: Callable[[], Awaitable[DeliveryState]],
+    settings: Settings,
+) -> DeliveryState:
     try:
-        return await handle.execute_update(update, arg)
+        async with asyncio.timeout(settings.action_wait_seconds):
+            return await wait()
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        raise await _not_known_yet(client, state, update_id) from None
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         if isinstance(cause, ApplicationError) and cause.type in _REJECTIONS:
@@ -402,12 +504,35 @@ async def run_update(
         raise
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:  # the workflow has finished: nothing is allowed any more
-            current = row_state(row)
             raise ProblemError(
                 409,
                 "invalid_transition",
-                f"the delivery is {current.status.value}",
-                current_status=current.status.value,
-                allowed_actions=allowed_actions(current.status),
+                f"the delivery is {state.status.value}",
+                current_status=state.status.value,
+                allowed_actions=allowed_actions(state.status),
             ) from None
+        if exc.status in _UNREACHABLE:
+            raise temporal_unavailable(action_id=update_id) from None
         raise
+
+
+async def _not_known_yet(client: Client, state: DeliveryState, update_id: str) -> ProblemError:
+    """202 if Temporal answers (the action waits for a worker and applies when one polls), 503 if
+    it does not (the action most likely never arrived). Either way the Location tells the outcome,
+    and a retry under the same Idempotency-Key can never apply the action twice."""
+    location = action_location(state.delivery_id, update_id)
+    try:
+        await client.workflow_service.get_system_info(
+            GetSystemInfoRequest(), retry=False, timeout=timedelta(seconds=1)
+        )
+    except RPCError:
+        return temporal_unavailable(action_id=update_id, location=location)
+    return ProblemError(
+        202,
+        "action_pending",
+        "the action is accepted for processing but its outcome is not known yet; "
+        "GET the Location for it, or retry with the same Idempotency-Key",
+        headers={"Location": location, "Retry-After": "1"},
+        action_id=update_id,
+        location=location,
+    )

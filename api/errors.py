@@ -10,6 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.client import RPCTimeoutOrCancelledError
+from temporalio.service import RPCError, RPCStatusCode
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -42,12 +44,13 @@ def not_found(kind: str, ident: object) -> ProblemError:
     return ProblemError(404, f"{kind}_not_found", f"{kind.replace('_', ' ')} {ident} was not found")
 
 
-def temporal_unavailable() -> ProblemError:
+def temporal_unavailable(**extra: Any) -> ProblemError:
     return ProblemError(
         503,
         "temporal_unavailable",
         "the workflow service is not reachable; retry shortly",
         headers={"Retry-After": "5"},
+        **extra,
     )
 
 
@@ -79,6 +82,15 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
         out.append({"location": loc, "message": err.get("msg", ""), "type": err.get("type", "")})
     return out
 
+
+_TEMPORAL_RETRYABLE = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.CANCELLED,
+    }
+)
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -115,6 +127,28 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route matches {request.method} {request.url.path}"
         return problem_response(request, exc.status_code, code, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RPCError)
+    async def _temporal(request: Request, exc: RPCError) -> JSONResponse:
+        # Temporal out of reach (or overloaded) anywhere in a request: retryable, never a 500.
+        if exc.status not in _TEMPORAL_RETRYABLE:
+            return await _unexpected(request, exc)
+        log.warning("temporal unavailable", extra={"path": request.url.path, "status": exc.status.name})
+        problem = temporal_unavailable()
+        return problem_response(
+            request, problem.status, problem.code, problem.detail, headers=problem.headers
+        )
+
+    @app.exception_handler(RPCTimeoutOrCancelledError)
+    async def _temporal_timeout(request: Request, exc: RPCTimeoutOrCancelledError) -> JSONResponse:  # noqa: ARG001
+        return problem_response(
+            request,
+            504,
+            "temporal_timeout",
+            "the workflow service did not answer in time; the outcome is not known: "
+            "read the resource before retrying",
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # noqa: ARG001

@@ -282,6 +282,27 @@ class DeliveryState:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+def never_started(state: DeliveryState) -> bool:
+    """A projection row its workflow has not written yet (sequence 0: the workflow's own first
+    projection has sequence 1), so the workflow may never have been started: a create that
+    stopped between its row and its start. Such a delivery is started from the row."""
+    return state.sequence == 0 and not state.terminal
+
+
+def start_input(state: DeliveryState, created_by: str, options: DeliveryOptions) -> DeliveryInput:
+    """The start input of the delivery this (never started) projection describes."""
+    if state.created_at is None:
+        raise ValueError("a delivery's state carries its created_at")
+    return DeliveryInput(
+        delivery_id=state.delivery_id,
+        organization_id=state.organization_id,
+        spec=state.spec,
+        created_by=created_by,
+        created_at=state.created_at,
+        options=options,
+    )
+
+
 @dataclass(frozen=True)
 class Transition:
     """One entry of the timeline: what happened, who caused it, when and where."""

@@ -7,12 +7,13 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, UploadFile
 from pydantic import ValidationError
 from sqlalchemy import or_, select
 
 from api.audit import AuditAction, audit_by
 from api.delivery_service import (
+    action_outcome,
     actor_for,
     create_delivery,
     load_row,
@@ -49,6 +50,7 @@ from domain.delivery import (
     AssignRequest,
     CancelRequest,
     DeliverRequest,
+    DeliveryState,
     DeliveryStatus,
     DriverRequest,
     FailRequest,
@@ -84,6 +86,23 @@ async def _own_row(
         # Drivers see only the deliveries assigned to them; others do not exist for them.
         raise ProblemError(404, "delivery_not_found", f"delivery {delivery_id} was not found")
     return row, actor
+
+
+async def _act(
+    session: SessionDep,
+    client: TemporalDep,
+    resources: Resources,
+    row: DeliveryRow,
+    update: Any,
+    req: Any,
+    key: str | None,
+) -> DeliveryState:
+    """Run an action on the delivery `row`. The session lets its connection go first: an action may
+    wait on Temporal for seconds (a dead worker), and waiting callers must not drain the pool."""
+    state = row_state(row)
+    await session.close()
+    action = update.__name__  # the Update's method name: part of the Update id (action_id)
+    return await run_update(client, state, update, req, action=action, key=key, settings=resources.settings)
 
 
 # Create --------------------------------------------------------------------------------------
@@ -231,12 +250,38 @@ async def timeline(
     ]
 
 
+@router.get(
+    "/{delivery_id}/actions/{action_id}",
+    response_model=DeliveryOut,
+    summary="The outcome of an action that answered 202 action_pending",
+    responses={202: {"description": "still pending: try again after Retry-After"}},
+)
+async def action_result(
+    delivery_id: uuid.UUID,
+    action_id: Annotated[str, Path(max_length=100, pattern=r"^[a-z_]+-[0-9a-f]{32}$")],
+    user: Reader,
+    session: SessionDep,
+    client: TemporalDep,
+    resources: ResourcesDep,
+) -> DeliveryOut:
+    row, _ = await _own_row(user, session, delivery_id)
+    state = row_state(row)
+    await session.close()
+    return delivery_out(await action_outcome(client, state, action_id, resources.settings))
+
+
 # Dispatcher actions --------------------------------------------------------------------------
 
 
 @router.post("/{delivery_id}/assign", response_model=DeliveryOut)
 async def assign(
-    delivery_id: uuid.UUID, body: AssignIn, user: Writer, session: SessionDep, client: TemporalDep
+    delivery_id: uuid.UUID,
+    body: AssignIn,
+    user: Writer,
+    session: SessionDep,
+    client: TemporalDep,
+    resources: ResourcesDep,
+    idempotency_key: IdemKey = None,
 ) -> DeliveryOut:
     row = await load_row(session, user.organization_id, delivery_id)
     await require_reference(VehicleRepository(session, user.organization_id), body.vehicle_id, "vehicle_id")
@@ -259,36 +304,62 @@ async def assign(
     req = AssignRequest(
         await actor_for(session, user), str(body.vehicle_id), str(driver_id) if driver_id else None
     )
-    return delivery_out(await run_update(client, row, DeliveryWorkflow.assign, req))
+    return delivery_out(
+        await _act(session, client, resources, row, DeliveryWorkflow.assign, req, idempotency_key)
+    )
 
 
 @router.post("/{delivery_id}/unassign", response_model=DeliveryOut)
 async def unassign(
-    delivery_id: uuid.UUID, body: UnassignIn, user: Writer, session: SessionDep, client: TemporalDep
+    delivery_id: uuid.UUID,
+    body: UnassignIn,
+    user: Writer,
+    session: SessionDep,
+    client: TemporalDep,
+    resources: ResourcesDep,
+    idempotency_key: IdemKey = None,
 ) -> DeliveryOut:
     row = await load_row(session, user.organization_id, delivery_id)
     req = CancelRequest(await actor_for(session, user), body.reason)
-    return delivery_out(await run_update(client, row, DeliveryWorkflow.unassign, req))
+    return delivery_out(
+        await _act(session, client, resources, row, DeliveryWorkflow.unassign, req, idempotency_key)
+    )
 
 
 @router.post("/{delivery_id}/reschedule", response_model=DeliveryOut)
 async def reschedule(
-    delivery_id: uuid.UUID, body: RescheduleIn, user: Writer, session: SessionDep, client: TemporalDep
+    delivery_id: uuid.UUID,
+    body: RescheduleIn,
+    user: Writer,
+    session: SessionDep,
+    client: TemporalDep,
+    resources: ResourcesDep,
+    idempotency_key: IdemKey = None,
 ) -> DeliveryOut:
     row = await load_row(session, user.organization_id, delivery_id)
     req = RescheduleRequest(
         await actor_for(session, user), [TimeWindow(w.start, w.end) for w in body.windows]
     )
-    return delivery_out(await run_update(client, row, DeliveryWorkflow.reschedule, req))
+    return delivery_out(
+        await _act(session, client, resources, row, DeliveryWorkflow.reschedule, req, idempotency_key)
+    )
 
 
 @router.post("/{delivery_id}/cancel", response_model=DeliveryOut)
 async def cancel(
-    delivery_id: uuid.UUID, body: ReasonIn, user: Writer, session: SessionDep, client: TemporalDep
+    delivery_id: uuid.UUID,
+    body: ReasonIn,
+    user: Writer,
+    session: SessionDep,
+    client: TemporalDep,
+    resources: ResourcesDep,
+    idempotency_key: IdemKey = None,
 ) -> DeliveryOut:
     row = await load_row(session, user.organization_id, delivery_id)
     req = CancelRequest(await actor_for(session, user), body.reason)
-    return delivery_out(await run_update(client, row, DeliveryWorkflow.cancel, req))
+    return delivery_out(
+        await _act(session, client, resources, row, DeliveryWorkflow.cancel, req, idempotency_key)
+    )
 
 
 # Driver actions ------------------------------------------------------------------------------
@@ -300,11 +371,13 @@ def _driver_action(name: str, update: Any, summary: str) -> None:
         user: DriverOnly,
         session: SessionDep,
         client: TemporalDep,
+        resources: ResourcesDep,
         body: PositionIn | None = None,
+        idempotency_key: IdemKey = None,
     ) -> DeliveryOut:
         row, actor = await _own_row(user, session, delivery_id)
         req = DriverRequest(actor, _location(body.location) if body else None)
-        return delivery_out(await run_update(client, row, update, req))
+        return delivery_out(await _act(session, client, resources, row, update, req, idempotency_key))
 
     router.add_api_route(
         f"/{{delivery_id}}/{name}",
@@ -330,6 +403,8 @@ async def deliver(
     user: DriverOrStaff,
     session: SessionDep,
     client: TemporalDep,
+    resources: ResourcesDep,
+    idempotency_key: IdemKey = None,
 ) -> DeliveryOut:
     row, actor = await _own_row(user, session, delivery_id)
     if body.override_distance and user.role is Role.DRIVER:
@@ -354,7 +429,7 @@ async def deliver(
         body.photo_sha256,
         body.override_distance,
     )
-    state = await run_update(client, row, DeliveryWorkflow.deliver, req)
+    state = await _act(session, client, resources, row, DeliveryWorkflow.deliver, req, idempotency_key)
     if state.proof is not None and state.proof.overridden_by:
         # Completed on the driver's behalf, or with proof taken too far away: an override to account for.
         audit_by(
@@ -373,11 +448,19 @@ async def deliver(
 
 @router.post("/{delivery_id}/fail", response_model=DeliveryOut)
 async def fail(
-    delivery_id: uuid.UUID, body: FailIn, user: DriverOnly, session: SessionDep, client: TemporalDep
+    delivery_id: uuid.UUID,
+    body: FailIn,
+    user: DriverOnly,
+    session: SessionDep,
+    client: TemporalDep,
+    resources: ResourcesDep,
+    idempotency_key: IdemKey = None,
 ) -> DeliveryOut:
     row, actor = await _own_row(user, session, delivery_id)
     req = FailRequest(actor, body.reason, body.notes, _location(body.location))
-    return delivery_out(await run_update(client, row, DeliveryWorkflow.fail, req))
+    return delivery_out(
+        await _act(session, client, resources, row, DeliveryWorkflow.fail, req, idempotency_key)
+    )
 
 
 @router.post(
