@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
+from api.nul import NulGuard
 from api.request_context import RequestIdMiddleware
 from api.security.http import SecurityMiddleware
 from api.security.rate_limit import IpRateLimitMiddleware
@@ -66,6 +67,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
     if resources is not None:
         app.state.resources = resources
     install_error_handlers(app)
+    app.add_middleware(NulGuard)  # innermost: its 422 gets the security headers, rate limits apply
     app.add_middleware(
         IpRateLimitMiddleware, limit=settings.rate_limit_ip, window_s=settings.rate_limit_window_seconds
     )

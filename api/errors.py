@@ -92,6 +92,19 @@ _TEMPORAL_RETRYABLE = frozenset(
     }
 )
 
+
+def _unparsable_json(exc: StarletteHTTPException) -> RequestValidationError | None:
+    """A JSON body FastAPI could not parse for another reason than a syntax error (which it reports
+    itself as a 422 `json_invalid`): an integer literal over Python's 4,300-digit limit or bytes that
+    are not UTF-8 (ValueError), nesting too deep (RecursionError). FastAPI answers those 400 "There
+    was an error parsing the body"; they get the same answer as any other malformed JSON."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or not isinstance(cause, ValueError | RecursionError):
+        return None
+    error = {"type": "json_invalid", "loc": ("body",), "msg": f"JSON decode error: {cause}", "input": {}}
+    return RequestValidationError([error])
+
+
 _STATUS_CODES = {
     400: "bad_request",
     401: "unauthenticated",
@@ -122,6 +135,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if (unparsable := _unparsable_json(exc)) is not None:
+            return await _invalid(request, unparsable)
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         if exc.status_code == 404 and detail == "Not Found":

@@ -1,14 +1,27 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
+
+from api.nul import NUL_MESSAGE, contains_nul
 
 
 class Input(BaseModel):
-    """Base of every request body: unknown fields are an error, strings are stripped."""
+    """Base of every request body: unknown fields are an error, strings are stripped, and no text may
+    hold a NUL (PostgreSQL refuses it; api/nul.py), so that is a 422 naming the field on every backend."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # One call per field (a few us per delivery create); nested Input models check themselves. A
+        # subclass whose raw fields another Input model validates later may override it.
+        if contains_nul(value):
+            raise PydanticCustomError("nul_character", NUL_MESSAGE)
+        return value
 
 
 class Coordinates(Input):

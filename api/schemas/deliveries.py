@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, field_validator
 
 from api.schemas.common import Coordinates, Input, Skills
 from domain.delivery import (
@@ -70,6 +70,11 @@ class DeliveryCreate(Input):
 class BatchCreate(Input):
     # Items are validated one by one so that one bad item does not sink the others.
     items: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=10_000)]
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return value  # each item is a DeliveryCreate, which refuses a NUL in that item alone
 
 
 def _stop(s: StopIn) -> Stop:
