@@ -11,6 +11,13 @@ connection scored by its lease expiry on the Redis clock. Each replica renews th
 connections every third of the lease, so a replica that crashes stops renewing and its connections
 stop counting within one lease. If Redis fails, the in-process cap still applies and a warning is
 logged: losing the cross-replica cap for a while is better than refusing every driver.
+
+Releases are batched: a closing connection queues its lease and waits for the batch it joins, and
+one pipeline at a time removes every queued lease from Redis. When the server stops, all its
+connections close at once; a call per lease would need a pooled Redis connection each and, past the
+pool's size (redis-py: 100), fail with `Too many connections` and leave the leases counting until
+they expire, refusing reconnecting drivers elsewhere (issue 17). A batch that fails is kept and
+tried again with the next renewal and at close, with one warning per outage, not one per lease.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +152,14 @@ class ConnectionLimiter:
         self._acquire = self.redis.register_script(_ACQUIRE) if self.redis else None
         self._renew = self.redis.register_script(_RENEW) if self.redis else None
         self._task: asyncio.Task[None] | None = None
+        # Leases to remove from Redis: the batch being gathered, the task sending batches (one at a
+        # time), and the members of failed batches waiting for the next attempt.
+        self._queued: dict[str, set[str]] = defaultdict(set)
+        self._queued_done: asyncio.Future[bool] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        # member -> when it has expired in Redis at the latest (loop time): no use retrying after that
+        self._unreleased: dict[str, dict[str, float]] = defaultdict(dict)
+        self._failing = False  # a release failed and is not yet retried successfully (warned once)
 
     def limit(self, role: Role) -> int:
         s = self.settings
@@ -190,10 +206,85 @@ class ConnectionLimiter:
                 members.discard(lease.member)
                 if not members:
                     del self.held[lease.user_id]
+            # Shielded: a handler cancelled while waiting must not cancel the batch of the others.
+            await asyncio.shield(self._queue({self.key(lease.user_id): [lease.member]}))
+
+    def _queue(self, leases: Mapping[str, Iterable[str]]) -> asyncio.Future[bool]:
+        """Add leases (members by key) to the next batch; its future is True once they are removed
+        from Redis, False if the batch failed (they are then tried again later)."""
+        for key, members in leases.items():
+            self._queued[key].update(members)
+        if self._queued_done is None:
+            self._queued_done = asyncio.get_running_loop().create_future()
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_batches(), name="socket-lease-releases")
+        return self._queued_done
+
+    async def _send_batches(self) -> None:
+        """Remove the queued leases, batch after batch, until none are queued: whatever queues up while
+        a batch is on its way goes in the next one, so releases use one Redis connection however many
+        connections close at once. A failed batch joins the unreleased leases, with a warning for the
+        first failure of an outage only; the renewal loop and close() try them again."""
+        while self._queued:
+            batch, done = self._queued, self._queued_done
+            self._queued, self._queued_done = defaultdict(set), None
+            exc: BaseException | None = None
             try:
-                await self.redis.zrem(self.key(lease.user_id), lease.member)
-            except Exception as exc:  # the lease runs out by itself
-                log.warning("could not release a socket connection lease: %s", exc)
+                exc = await self._remove(batch)
+            except BaseException as cancelled:  # the loop is going down: keep them for close()
+                exc = cancelled
+                raise
+            finally:
+                if exc is not None:
+                    self._failed(batch, exc)
+                if done is not None:
+                    done.set_result(exc is None)
+
+    def _failed(self, batch: Mapping[str, Collection[str]], exc: BaseException) -> None:
+        if not self._failing:
+            self._failing = True
+            log.warning(
+                "could not release %d socket connection lease(s), retrying every %.0f s until released "
+                "or expired (further failures are not logged until a retry succeeds): %r",
+                sum(len(m) for m in batch.values()),
+                self.lease_ms / 3000,
+                exc,
+            )
+        expired_by = asyncio.get_running_loop().time() + self.lease_ms / 1000
+        for key, members in batch.items():
+            self._unreleased[key].update(dict.fromkeys(members, expired_by))
+
+    async def _remove(self, batch: Mapping[str, Collection[str]]) -> Exception | None:
+        """ZREM every lease of `batch` in one pipeline (ZREM is idempotent: a retry is harmless)."""
+        assert self.redis is not None
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, members in batch.items():
+                    pipe.zrem(key, *members)
+                await pipe.execute()
+        except Exception as exc:
+            return exc
+        return None
+
+    async def _retry_unreleased(self) -> None:
+        """Send the leases of failed batches again."""
+        retry = self._take_unreleased()
+        if not retry:
+            self._failing = False  # whatever failed has expired meanwhile
+            return
+        ok = await asyncio.shield(self._queue(retry))
+        if ok and not self._unreleased:
+            self._failing = False
+            log.info("released the socket connection leases that had failed to release")
+
+    def _take_unreleased(self) -> dict[str, set[str]]:
+        """The leases of failed batches that may still be in Redis, by key; forgets all of them."""
+        now = asyncio.get_running_loop().time()
+        taken = {
+            key: {m for m, by in members.items() if by > now} for key, members in self._unreleased.items()
+        }
+        self._unreleased = defaultdict(dict)
+        return {key: members for key, members in taken.items() if members}
 
     def start(self) -> None:
         if self.redis is not None:
@@ -211,9 +302,12 @@ class ConnectionLimiter:
                 args += [len(members), *members]
             await self._renew(keys=[self.key(user_id) for user_id, _ in chunk], args=args)
         # A connection that closed while the renewal was on its way was just added back: remove it.
-        gone = [(u, m) for u, members in held for m in members if m not in self.held.get(u, ())]
-        for user_id, member in gone:
-            await self.redis.zrem(self.key(user_id), member)
+        gone: dict[str, list[str]] = defaultdict(list)
+        for user_id, members in held:
+            current = self.held.get(user_id, ())
+            gone[self.key(user_id)] += [m for m in members if m not in current]
+        if any(gone.values()):
+            await asyncio.shield(self._queue({k: m for k, m in gone.items() if m}))
 
     async def _renew_forever(self) -> None:
         while True:
@@ -222,6 +316,7 @@ class ConnectionLimiter:
                 await self.renew()
             except Exception as exc:
                 log.warning("could not renew socket connection leases: %s", exc)
+            await self._retry_unreleased()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -229,4 +324,33 @@ class ConnectionLimiter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self.redis is not None:
+            await self._release_all()
             await self.redis.aclose()
+
+    async def _release_all(self) -> None:
+        """At shutdown: remove every lease this replica still has in Redis in one call (failed ones, and
+        any whose connection did not get to release it), so none waits out its expiry."""
+        if self._sender is not None:  # a batch on its way: its failures join the unreleased
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._sender)
+        leases = self._take_unreleased()
+        for user_id, members in self.held.items():
+            leases.setdefault(self.key(user_id), set()).update(members)
+        self.held.clear()
+        if not leases:
+            return
+        exc = await self._remove(leases)
+        count = sum(len(m) for m in leases.values())
+        if exc is None:
+            if self._failing:
+                log.info("released %d socket connection lease(s) that had failed to release", count)
+        else:
+            # One line per outage: at info if the outage was already reported at warning.
+            log.log(
+                logging.INFO if self._failing else logging.WARNING,
+                "could not release %d socket connection lease(s) at shutdown; they expire within %.0f s: %r",
+                count,
+                self.lease_ms / 1000,
+                exc,
+            )
+        self._failing = False
