@@ -135,6 +135,9 @@ class DeliveryNotice:
 
     delivery_id: str
     event: str  # "created" or "cancelled"
+    # The delivery's organization: a depot's dispatch takes in only its own organization's deliveries.
+    # Empty in notices sent before it existed.
+    organization_id: str = ""
 
 
 DISPATCH_NOTICE_SIGNAL = "delivery_notice"  # DispatchWorkflow.delivery_notice, by name (no import cycle)

@@ -166,7 +166,9 @@ class DeliveryWorkflow:
                 )
             if depot and t.type in DISPATCH_EVENTS:
                 await _tell(
-                    dispatch_workflow_id(depot), DISPATCH_NOTICE_SIGNAL, DeliveryNotice(t.delivery_id, t.type)
+                    dispatch_workflow_id(depot),
+                    DISPATCH_NOTICE_SIGNAL,
+                    DeliveryNotice(t.delivery_id, t.type, t.organization_id),
                 )
 
     async def _recorded_up_to(self, sequence: int) -> DeliveryState:

@@ -26,6 +26,7 @@ class DispatchWorkflow:
     @workflow.init
     def __init__(self, inp: DispatchInput) -> None:
         self._state = DispatchState(depot_id=inp.depot_id, pending=list(inp.pending), batches=inp.batches)
+        self._organization_id = inp.organization_id
 
     @workflow.run
     async def run(self, inp: DispatchInput) -> DispatchState:
@@ -74,6 +75,11 @@ class DispatchWorkflow:
 
     @workflow.signal
     def delivery_notice(self, notice: DeliveryNotice) -> None:
+        if notice.organization_id and notice.organization_id != self._organization_id:
+            # A delivery of another organization naming this depot: never queued, never shown here
+            # (the API refuses such a depot_id; this does not rely on it).
+            workflow.logger.warning("ignoring a notice of %s from another organization", notice.delivery_id)
+            return
         if notice.delivery_id not in self._state.pending:
             self._state = replace(self._state, pending=[*self._state.pending, notice.delivery_id])
 

@@ -19,9 +19,10 @@ from api.errors import ProblemError, not_found
 from api.pagination import Page, PageDep, make_page
 from api.schemas.routing import RoutePlanCreate, RoutePlanOut, plan_out
 from api.v1 import PREFIX
-from api.v1.crud import require_reference
+from api.v1.crud import require_reference, require_references
 from db.models import RoutePlanRow
-from db.repositories.fleet import DepotRepository
+from db.repositories.deliveries import DeliveryRepository
+from db.repositories.fleet import DepotRepository, VehicleRepository
 from db.upsert import insert_ignoring
 from domain.ids import uuid7
 from domain.roles import ALL_ROLES, FLEET_WRITERS
@@ -50,7 +51,10 @@ async def create_route_plan(
     idempotency_key: IdemKey = None,
 ) -> RoutePlanOut:
     """Start optimising. Answers 202 at once; poll the plan (or follow the routes) for the result."""
-    await require_reference(DepotRepository(session, user.organization_id), body.depot_id, "depot_id")
+    org = user.organization_id
+    await require_reference(DepotRepository(session, org), body.depot_id, "depot_id")
+    await require_references(DeliveryRepository(session, org), body.delivery_ids, "delivery_ids")
+    await require_references(VehicleRepository(session, org), body.vehicle_ids, "vehicle_ids")
     plan_id = _plan_id(user.organization_id, idempotency_key)
     req = PlanRequest(
         organization_id=str(user.organization_id),

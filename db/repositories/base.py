@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, select
@@ -37,6 +37,15 @@ class OrgScopedRepository(Generic[M]):
 
     async def get(self, ident: uuid.UUID) -> M | None:
         return (await self.session.scalars(self._scoped().where(self.model.id == ident))).one_or_none()
+
+    async def existing(self, idents: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of `idents` are rows of the organization (one query)."""
+        if not idents:
+            return set()
+        stmt = select(self.model.id).where(
+            self.model.organization_id == self.organization_id, self.model.id.in_(idents)
+        )
+        return set(await self.session.scalars(stmt))
 
     async def list(
         self, *, after: uuid.UUID | None, limit: int, filters: Sequence[ColumnElement[bool]] = ()
