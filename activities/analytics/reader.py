@@ -215,7 +215,10 @@ async def routes_of_shift(session: AsyncSession, org: uuid.UUID, shift: str) -> 
     distances: dict[tuple[str, str], float] = {}
     if plan_ids:
         plans = await session.execute(
-            select(RoutePlanRow.id, RoutePlanRow.state).where(RoutePlanRow.id.in_(plan_ids))
+            # Scoped too: a route names its plan, and nothing read by id may cross organizations.
+            select(RoutePlanRow.id, RoutePlanRow.state).where(
+                RoutePlanRow.organization_id == org, RoutePlanRow.id.in_(plan_ids)
+            )
         )
         for plan_id, state in plans:
             for planned in ((state or {}).get("plan") or {}).get("routes") or []:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,6 +22,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from activities.analytics.reader import routes_of_shift
+from db.models import Depot, RoutePlanRow, RouteRow, Vehicle
+from domain.ids import uuid7
 from domain.roles import Role
 from tests.integration.api.conftest import LoginFn
 from tests.integration.api.test_auth import assert_problem
@@ -227,3 +231,42 @@ async def test_auto_dispatch_ignores_a_delivery_of_another_organization_naming_i
         for handle in handles:
             await handle.terminate("test over")
         assert (await http.delete(url, headers=mine)).status_code == 200
+
+
+async def test_daily_report_reads_plans_of_its_own_organization_only(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Defence in depth in the analytics activity: a route naming another organization's plan
+    (which no workflow writes) gets no planned distance from it. Before: the plan was read by id."""
+    mine, theirs = await make_tenant(sessionmaker), await make_tenant(sessionmaker)
+    shift = "2026-01-14"
+    async with sessionmaker() as s:
+        depot = Depot(organization_id=theirs.organization_id, name="Theirs", lat=52.5, lon=13.4)
+        vehicle = Vehicle(organization_id=mine.organization_id, name="Van")
+        s.add_all([depot, vehicle])
+        await s.flush()
+        plan = RoutePlanRow(
+            id=uuid7(),
+            organization_id=theirs.organization_id,
+            depot_id=depot.id,
+            status="applied",
+            requested_by="test",
+            state={"plan": {"routes": [{"vehicle_id": str(vehicle.id), "distance_m": 1234}]}},
+        )
+        s.add(plan)
+        s.add(
+            RouteRow(
+                id=f"route-{vehicle.id}-{shift}",
+                organization_id=mine.organization_id,
+                vehicle_id=vehicle.id,
+                shift=shift,
+                plan_id=str(plan.id),
+                status="completed",
+                start_at=datetime.now(UTC),
+                state={"route_id": f"route-{vehicle.id}-{shift}"},
+            )
+        )
+        await s.commit()
+    async with sessionmaker() as s:
+        (route,) = await routes_of_shift(s, mine.organization_id, shift)
+    assert route["planned_distance_m"] is None
