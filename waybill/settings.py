@@ -13,6 +13,8 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from domain.egress import EgressPolicy
+
 # Default travel speeds of the great-circle matrix, per vehicle profile (km/h).
 ROUTING_SPEEDS_KMH = {"bike": 15.0, "scooter": 25.0, "car": 40.0, "van": 35.0, "truck": 30.0}
 DEV_JWT_SECRET = "waybill-dev-secret-change-me-0000000000000000"  # noqa: S105 - refused outside dev
@@ -159,6 +161,9 @@ class Settings(BaseSettings):
     webhook_retry_max_interval_seconds: float = Field(default=3600.0, gt=0)
     webhook_retry_period_seconds: float = Field(default=86400.0, gt=0)
     webhook_disable_after_seconds: float = Field(default=259200.0, gt=0)
+    # Host names, addresses or CIDR networks webhooks may reach although they are loopback, private,
+    # link-local or otherwise not public (docs/webhooks.md "Allowed receivers"); empty: none.
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Inbound integrations
     import_max_rows: int = Field(default=10_000, ge=1)
@@ -213,10 +218,16 @@ class Settings(BaseSettings):
     analytics_report_time: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     analytics_default_timezone: str = "UTC"  # for organizations without a depot
 
-    @field_validator("cors_origins", "ws_allowed_origins", mode="before")
+    @field_validator("cors_origins", "ws_allowed_origins", "webhook_allowed_hosts", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _egress_entries(cls, value: list[str]) -> list[str]:
+        EgressPolicy.parse(value)  # an unreadable entry is refused at start, not at the first webhook
+        return value
 
     @field_validator("jwt_active_kid", mode="before")
     @classmethod

@@ -23,6 +23,8 @@ from db.models import NotificationRow, NotificationSettingsRow, User, WebhookDel
 from domain import channels
 from domain.notifications import WEBHOOK_DISABLED, EventPlan, NotificationEvent, Send
 
+WEBHOOK_REFUSED = "WebhookRefused"  # ApplicationError type: the egress policy forbids the URL
+
 if TYPE_CHECKING:
     from waybill.resources import Resources
 
@@ -112,6 +114,8 @@ class NotificationActivities:
             raise ApplicationError(
                 outcome.detail, outcome.subscription_id, type=WEBHOOK_DISABLED, non_retryable=True
             )
+        if outcome.status == "refused":  # the address policy forbids it: a retry would be refused too
+            raise ApplicationError(outcome.detail, type=WEBHOOK_REFUSED, non_retryable=True)
         if outcome.status == "failed":
             raise ApplicationError(outcome.detail, type="WebhookAttemptFailed")  # retried by Temporal
         return outcome.status

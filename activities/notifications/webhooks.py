@@ -12,6 +12,7 @@ import httpx
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from activities.notifications.egress import EgressRefused, egress_policy, webhook_client
 from activities.notifications.signing import SIGNATURE_HEADER, sign
 from db.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from waybill.settings import Settings
@@ -21,7 +22,9 @@ USER_AGENT = "Waybill-Webhooks/1"
 
 @dataclass(frozen=True)
 class AttemptOutcome:
-    status: str  # succeeded, skipped (endpoint disabled), failed (this attempt), disabled (it disabled it)
+    # succeeded, skipped (endpoint disabled), failed (this attempt), disabled (it disabled it),
+    # refused (the egress policy forbids the URL or its addresses: retrying cannot help)
+    status: str
     detail: str = ""
     subscription_id: str = ""
 
@@ -58,17 +61,26 @@ async def attempt_webhook(
     }
     code: int | None = None
     error: str | None = None
+    refused = False
     started = time.perf_counter()
     try:
-        async with httpx.AsyncClient(
-            timeout=settings.webhook_timeout_seconds, follow_redirects=False
-        ) as client:
+        # Checked here too, not only at registration: the URL may predate the policy or the
+        # allowlist may have shrunk since. Names are checked once resolved, in the client.
+        refusal = egress_policy(settings).url_refusal(url)
+        if refusal:
+            raise EgressRefused(refusal)
+        async with webhook_client(settings) as client:
             code = (await client.post(url, content=body, headers=headers)).status_code
+    except EgressRefused as exc:
+        refused, error = True, f"refused: {exc.reason}"[:500]
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
     latency_ms = (time.perf_counter() - started) * 1000
     ok = code is not None and 200 <= code < 300
-    return await _record(sessionmaker, settings, ident, code, error, latency_ms, ok)
+    outcome = await _record(sessionmaker, settings, ident, code, error, latency_ms, ok, refused=refused)
+    if refused and outcome.status == "failed":
+        return AttemptOutcome("refused", outcome.detail)
+    return outcome
 
 
 async def _record(
@@ -79,6 +91,8 @@ async def _record(
     error: str | None,
     latency_ms: float,
     ok: bool,
+    *,
+    refused: bool = False,
 ) -> AttemptOutcome:
     now = datetime.now(UTC)
     async with sessionmaker() as session, session.begin():
@@ -102,7 +116,12 @@ async def _record(
             wd.status, wd.delivered_at = "succeeded", now
             sub.failing_since = None
             return AttemptOutcome("succeeded")
-        detail = f"receiver answered {code}" if code is not None else f"receiver unreachable ({error})"
+        if code is not None:
+            detail = f"receiver answered {code}"
+        elif refused:
+            detail = str(error)
+        else:
+            detail = f"receiver unreachable ({error})"
         if sub.failing_since is None:
             sub.failing_since = now
         elif now - sub.failing_since >= timedelta(seconds=settings.webhook_disable_after_seconds):

@@ -6,12 +6,19 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints, field_validator
+from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints, UrlConstraints, field_validator
 
 from api.schemas.common import Input
 from domain.notifications import PUBLIC_EVENTS
 
 Secret = Annotated[str, StringConstraints(min_length=16, max_length=200)]
+# The column holds 2,000 characters. Where the URL may point is the egress policy's call (it needs
+# the operator's allowlist): api/v1/webhooks.py answers 422 webhook_url_forbidden.
+HookUrl = Annotated[
+    AnyHttpUrl,
+    UrlConstraints(max_length=2000),
+    Field(description="a public http(s) receiver; loopback, private and link-local addresses are refused"),
+]
 
 
 def _check_events(events: list[str] | None) -> list[str] | None:
@@ -24,7 +31,7 @@ def _check_events(events: list[str] | None) -> list[str] | None:
 
 
 class WebhookCreate(Input):
-    url: AnyHttpUrl
+    url: HookUrl
     events: Annotated[list[str], Field(min_length=1, max_length=20)] = Field(
         description="event names (e.g. out_for_delivery) or * for all"
     )
@@ -35,7 +42,7 @@ class WebhookCreate(Input):
 
 
 class WebhookUpdate(Input):
-    url: AnyHttpUrl | None = None
+    url: HookUrl | None = None
     events: Annotated[list[str], Field(min_length=1, max_length=20)] | None = None
     secret: Secret | None = None
     active: bool | None = Field(default=None, description="true re-enables a disabled endpoint")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
 from temporalio.service import RPCError
 
+from activities.notifications.egress import egress_policy
 from activities.notifications.fanout import notification_config
 from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
 from api.errors import ProblemError, not_found, temporal_unavailable
@@ -32,6 +33,13 @@ from workflows.notifications import WebhookReplayWorkflow
 
 router = APIRouter(prefix=f"{PREFIX}/webhooks", tags=["webhooks"])
 Admin = Annotated[CurrentUser, Depends(require_roles(Role.ADMIN))]
+
+
+def check_url(resources: ResourcesDep, url: str) -> None:
+    """Refuse a URL the worker would refuse to call (loopback, private, metadata, ...): 422."""
+    refusal = egress_policy(resources.settings).url_refusal(url)
+    if refusal:
+        raise ProblemError(422, "webhook_url_forbidden", f"webhook URL refused: {refusal}")
 
 
 def to_out(s: WebhookSubscription) -> WebhookOut:
@@ -92,7 +100,10 @@ async def _own_delivery(
 
 
 @router.post("", status_code=201, response_model=WebhookCreated)
-async def create_webhook(body: WebhookCreate, user: Admin, session: SessionDep) -> WebhookCreated:
+async def create_webhook(
+    body: WebhookCreate, user: Admin, session: SessionDep, resources: ResourcesDep
+) -> WebhookCreated:
+    check_url(resources, str(body.url))
     secret = body.secret or f"whsec_{secrets.token_urlsafe(32)}"
     sub = WebhookSubscription(
         organization_id=user.organization_id,
@@ -119,12 +130,14 @@ async def read_webhook(webhook_id: uuid.UUID, user: Admin, session: SessionDep) 
 
 @router.patch("/{webhook_id}", response_model=WebhookOut)
 async def update_webhook(
-    webhook_id: uuid.UUID, body: WebhookUpdate, user: Admin, session: SessionDep
+    webhook_id: uuid.UUID, body: WebhookUpdate, user: Admin, session: SessionDep, resources: ResourcesDep
 ) -> WebhookOut:
     sub = await _own(session, user, webhook_id)
     values = body.model_dump(exclude_unset=True)
     if any(values.get(k, "") is None for k in ("url", "events", "secret", "active")):
         raise ProblemError(422, "validation_error", "url, events, secret and active cannot be null")
+    if "url" in values or body.active:  # re-enabling checks a URL registered under an older policy
+        check_url(resources, str(body.url) if "url" in values else sub.url)
     if "url" in values:
         sub.url = str(body.url)
     if body.events is not None:

@@ -30,6 +30,7 @@ async def api_resources(
         temporal_routing_task_queue=f"api-routing-{uuid.uuid4().hex[:8]}",
         temporal_analytics_task_queue=f"api-analytics-{uuid.uuid4().hex[:8]}",
         data_dir=tmp_path_factory.mktemp("api-data"),
+        webhook_allowed_hosts=["127.0.0.1"],  # test_log_secrets' webhook fails on loopback
     )
     resources = await Resources.open(settings, TemporalConnector(settings, dev_env.client))
     # Workers on this backend's own task queues: workflows started through the API run here.

@@ -62,6 +62,8 @@ async def notify_resources(
         webhook_retry_max_interval_seconds=0.5,
         webhook_timeout_seconds=2,
         webhook_disable_after_seconds=2,
+        # The receivers listen on loopback, which the webhook egress policy refuses unless named.
+        webhook_allowed_hosts=["127.0.0.1"],
     )
     resources = await Resources.open(settings, TemporalConnector(settings, dev_env.client))
     async with contextlib.AsyncExitStack() as stack:
