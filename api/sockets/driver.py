@@ -20,12 +20,15 @@ from db.models import Driver, User
 from domain.positions import Fix
 
 MAX_BATCH = 1000
+# The history's BIGINT: a larger seq could never be stored, and its write would be retried forever.
+MAX_SEQ = 2**63 - 1
+SEQ_DETAIL = "every position needs an integer `seq` from 0 to 2**63-1"
 
 
 def parse_fix(raw: Any) -> Fix:
     """A position object from a frame, with `recorded_at` in UTC.
 
-    Raises FrameError (`invalid_position`) if `seq` is missing or not a non-negative integer, and for
+    Raises FrameError (`invalid_position`) if `seq` is missing or not an integer in 0..2**63-1, and for
     anything else malformed KeyError (a missing field), TypeError (a field of the wrong type), ValueError
     (a timestamp that does not parse or has no time zone) or OverflowError (an integer too large for a
     float, or a timestamp out of range once converted to UTC).
@@ -72,9 +75,9 @@ def _optional(value: Any, name: str) -> float | None:
 def _seq(raw: dict[str, Any]) -> int:
     seq = raw.get("seq")
     if type(seq) is not int and (isinstance(seq, bool) or not isinstance(seq, int)):
-        raise FrameError("invalid_position", "every position needs a non-negative integer `seq`")
-    if seq < 0:
-        raise FrameError("invalid_position", "every position needs a non-negative integer `seq`")
+        raise FrameError("invalid_position", SEQ_DETAIL)
+    if not 0 <= seq <= MAX_SEQ:
+        raise FrameError("invalid_position", SEQ_DETAIL)
     return seq
 
 

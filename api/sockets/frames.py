@@ -30,7 +30,8 @@ def parse_frame(raw: str | bytes) -> dict[str, Any]:
         raise FrameError("binary_not_supported", "send JSON text frames")
     try:
         frame = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
+        # ValueError, not only JSONDecodeError: an integer literal over Python's 4,300-digit limit.
         raise FrameError("invalid_json", "the frame is not valid JSON") from None
     if not isinstance(frame, dict):
         raise FrameError("invalid_frame", "a frame is a JSON object")

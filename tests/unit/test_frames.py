@@ -32,6 +32,7 @@ def test_parse_frame_cases() -> None:
         ("[1]", "invalid_frame"),
         ('{"type": 3}', "missing_type"),
         ("[" * 100_000, "invalid_json"),
+        ('{"type": "x", "n": ' + "9" * 5000 + "}", "invalid_json"),  # over the 4,300-digit int limit
     ]:
         with pytest.raises(FrameError) as info:
             parse_frame(raw)
