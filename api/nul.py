@@ -31,6 +31,18 @@ def contains_nul(value: Any) -> bool:
     return isinstance(value, str) and "\x00" in value  # str subclasses (enums)
 
 
+def storable(text: str) -> bool:
+    """Text every backend can store: no NUL, and encodable as UTF-8 (json.loads lets lone surrogates
+    such as "\\ud800" through; the drivers cannot encode them). The schemas refuse both already."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class NulGuard:
     """422 `validation_error` for a NUL in the path or the query string, before routing. A pure ASGI
     middleware: two substring tests per request (a NUL can only arrive percent-encoded in the query

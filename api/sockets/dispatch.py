@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from websockets.asyncio.server import ServerConnection
 
-from api.nul import NUL_MESSAGE
+from api.nul import storable
 from api.security.tokens import TokenClaims
 from api.sockets.context import Context
 from api.sockets.fanout import Listener
@@ -61,8 +61,8 @@ class DispatchProtocol:
             raise FrameError("invalid_topic", f"topic must be one of {', '.join(TOPICS)}")
         if topic != "fleet" and not isinstance(ident, str):
             raise FrameError("invalid_topic", f"topic {topic} needs a string `id`")
-        if isinstance(ident, str) and "\x00" in ident:  # would reach a statement PostgreSQL refuses
-            raise FrameError("invalid_topic", f"`id`: {NUL_MESSAGE}")
+        if isinstance(ident, str) and not storable(ident):  # would reach a statement that fails
+            raise FrameError("invalid_topic", "`id` must be text without NUL characters or lone surrogates")
         lst = self.listener
         if kind == "unsubscribe":
             if topic == "fleet":

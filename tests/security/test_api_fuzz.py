@@ -21,6 +21,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from tests.e2e.test_dev_command import STORE_VARS, WAYBILL
 from tests.support import free_port
 
+pytestmark = pytest.mark.fuzz
 EXAMPLES = int(os.environ.get("WAYBILL_FUZZ_EXAMPLES", "20"))
 
 
