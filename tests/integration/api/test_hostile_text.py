@@ -5,6 +5,7 @@ of every resource, query strings, paths, CSV cells) are 4xx problem documents wi
 
 from __future__ import annotations
 
+import base64
 import logging
 import uuid
 from typing import Any
@@ -173,4 +174,25 @@ async def test_csv_import_rejects_rows_with_nul_or_huge_numbers(
     bad = {"file": ("d.csv", b"external_ref,address,lat,lon,no\x00tes\nx,y,1,2,z\n", "text/csv")}
     r = await http.post("/api/v1/integrations/deliveries:import", headers=headers, files=bad)
     _problem(r, 422, "invalid_csv")
+    _no_error_records(caplog)
+
+
+async def test_huge_integers_in_query_strings_and_share_tokens_are_4xx(
+    http: httpx.AsyncClient, fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    for path, params in [
+        ("/api/v1/deliveries", {"limit": HUGE}),
+        ("/api/v1/vehicles/nearby", {"lat": "52.5", "lon": "13.4", "limit": HUGE}),
+        ("/api/v1/vehicles/nearby", {"lat": HUGE, "lon": "13.4"}),
+    ]:
+        r = await http.get(path, params=params, headers=fleet.dispatcher)
+        assert 400 <= r.status_code < 500, (path, r.text[:300])
+        assert r.json()["code"], r.text[:300]
+    # A share token is parsed (its JSON header) before its signature is checked.
+    header = (
+        base64.urlsafe_b64encode(b'{"alg": "HS256", "kid": ' + HUGE.encode() + b"}").rstrip(b"=").decode()
+    )
+    r = await http.get(f"/api/v1/public/tracking/{header}.e30.c2ln")
+    assert 400 <= r.status_code < 500, r.text[:300]
+    assert r.json()["code"], r.text[:300]
     _no_error_records(caplog)
