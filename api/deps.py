@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api.errors import ProblemError, temporal_unavailable
+from api.security.denylist import SESSION_REVOKED
 from api.security.rate_limit import enforce
 from api.security.tokens import TokenError, TokenType
 from api.security.user_cache import AuthUser
@@ -95,6 +96,9 @@ async def authenticate(request: Request, credentials: Credentials) -> CurrentUse
         claims = resources.tokens.verify(credentials.credentials, TokenType.ACCESS)
     except TokenError as exc:
         raise _unauthenticated(exc.code, exc.detail) from None
+    # Signed out, or its refresh family revoked after reuse (answered from this process when it can).
+    if claims.family_id is not None and await resources.denylist.denied(claims.family_id):
+        raise _unauthenticated("token_revoked", SESSION_REVOKED)
     user = resources.users.get(claims.user_id)
     if user is None:
         async with resources.sessionmaker() as session:

@@ -32,3 +32,8 @@ def user_notifications(user_id: str) -> str:
 def org_notifications(organization_id: str) -> str:
     """Every in-app notification of an organization (dispatcher consoles)."""
     return f"org:{organization_id}:notifications"
+
+
+def sessions_revoked() -> str:
+    """Signed-out or revoked sessions (refresh-token families): socket servers close their connections."""
+    return "auth:sessions-revoked"

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.create_writes import close_writes
+from api.security.denylist import SessionDenylist
 from api.security.tokens import TokenService
 from api.security.user_cache import UserCache
 from db.blobs import FileBlobStore
@@ -34,21 +35,24 @@ class Resources:
     temporal: TemporalConnector
     tokens: TokenService
     blobs: FileBlobStore
+    denylist: SessionDenylist  # signed-out sessions (API and sockets)
     users: UserCache = field(default_factory=UserCache)  # authenticated users, briefly (API)
 
     @classmethod
     async def open(cls, settings: Settings, temporal: TemporalConnector | None = None) -> Resources:
         engine = create_engine(settings.async_database_url, pool_size=settings.db_pool_size)
         sessionmaker = create_sessionmaker(engine)
+        cache_bus = create_cache_bus(settings)
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
-            cache_bus=create_cache_bus(settings),
+            cache_bus=cache_bus,
             history=create_history_store(settings, sessionmaker),
             temporal=temporal or TemporalConnector(settings),
             tokens=TokenService(settings),
             blobs=FileBlobStore(settings.data_dir / "blobs"),
+            denylist=SessionDenylist(cache_bus, cache_bus, settings.access_token_ttl_seconds),
         )
 
     async def database_ok(self) -> bool:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -25,6 +26,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from api.security.denylist import SESSION_REVOKED
 from api.security.tokens import TokenClaims, TokenError, TokenType
 from api.security.user_cache import AuthUser
 from api.sockets import limits
@@ -43,11 +45,13 @@ from api.sockets.frames import (
     frame,
     parse_frame,
 )
+from api.sockets.revocations import Revocations
 from db.models import User
 from domain.roles import Role
 from waybill.resources import Resources
 
 log = logging.getLogger(__name__)
+REVOCATIONS_READY_S = 5.0  # at start: how long to wait for the revocation subscription
 CLOSE_TIMEOUT_S = 2.0  # a peer that does not answer our close frame is dropped after this
 LAST_WORD_TIMEOUT_S = 1.0  # how long the error frame before a close may wait on a peer not reading
 
@@ -57,7 +61,7 @@ PATH_ROLES: dict[str, frozenset[Role]] = {
 }
 
 
-@dataclass
+@dataclass(eq=False)  # hashable by identity: SocketServer.sessions holds it
 class Session:
     path: str
     claims: TokenClaims
@@ -117,6 +121,12 @@ class SocketServer:
         self.settings = resources.settings
         self.ctx = Context(resources)
         self.connections = limits.ConnectionLimiter(self.settings, self.settings.redis_url)
+        # Open connections by the session (refresh family) their token belongs to, to close them
+        # when it is signed out or revoked.
+        self.sessions: dict[uuid.UUID, dict[Session, ServerConnection]] = {}
+        self.revocations = Revocations(
+            resources.cache_bus, resources.denylist, self._session_revoked, lambda: self.sessions.keys()
+        )
         self.server: Server | None = None
         self.metrics_server: Server | None = None  # a replica's own metrics port (socket_replicas.py)
         self.metrics_elsewhere: str | None = None
@@ -140,7 +150,7 @@ class SocketServer:
             return _plain(HTTPStatus.NOT_FOUND, f"no socket at {path}; use /ws/driver or /ws/dispatch\n")
         origin = request.headers.get("Origin")
         allowed = self.settings.ws_allowed_origins
-        if origin and allowed and origin not in allowed:
+        if origin and allowed and "*" not in allowed and origin not in allowed:
             return _plain(HTTPStatus.FORBIDDEN, "origin not allowed\n")
         return None
 
@@ -175,7 +185,8 @@ class SocketServer:
     async def _revoked(self, claims: TokenClaims, *, fresh: bool) -> TokenError | None:
         """Why a valid token may no longer be used, as the REST API decides it (api/deps.py): its user
         was deactivated, moved or given another role, or changed their password after it was issued.
-        At the handshake the API's short user cache may answer; at re-authentication the database."""
+        At the handshake the API's short user cache may answer; at re-authentication the database.
+        Its session was signed out or revoked: api/security/denylist.py."""
         users = self.resources.users
         user = None if fresh else users.get(claims.user_id)
         if user is None:
@@ -194,7 +205,33 @@ class SocketServer:
             return TokenError("invalid_token", "the token's user is no longer active")
         if user.password_changed_at and claims.issued_at < user.password_changed_at:
             return TokenError("token_revoked", "the password changed after this token was issued")
+        family = claims.family_id
+        if family is not None and await self.resources.denylist.denied(family, fresh=fresh):
+            return TokenError("token_revoked", SESSION_REVOKED)
         return None
+
+    def _track(self, ws: ServerConnection, session: Session) -> bool:
+        """Close the connection when its token's session is revoked; False if that is known already
+        (a revocation that arrived while the token was being checked)."""
+        family = session.claims.family_id
+        if family is None:
+            return True
+        if self.resources.denylist.known(family):
+            return False
+        self.sessions.setdefault(family, {})[session] = ws
+        return True
+
+    def _untrack(self, session: Session) -> None:
+        family = session.claims.family_id
+        if family is None or (members := self.sessions.get(family)) is None:
+            return
+        members.pop(session, None)
+        if not members:
+            del self.sessions[family]
+
+    def _session_revoked(self, family: uuid.UUID) -> None:
+        for session, ws in self.sessions.pop(family, {}).items():
+            session.end(ws, "token_revoked", SESSION_REVOKED, CLOSE_UNAUTHENTICATED)
 
     async def _reauthenticate(
         self, ws: ServerConnection, session: Session, msg: dict[str, Any]
@@ -230,7 +267,11 @@ class SocketServer:
             return None
         if session.ending is not None:
             return None  # it expired while the user was looked up
+        self._untrack(session)
         session.claims = claims
+        if not self._track(ws, session):
+            session.end(ws, "token_revoked", SESSION_REVOKED, CLOSE_UNAUTHENTICATED)
+            return None
         session.close_at_expiry(ws)
         return frame("reauthenticated", expires_at=claims.expires_at.isoformat())
 
@@ -239,6 +280,15 @@ class SocketServer:
         session = await self._authenticate(ws, path)
         if session is None:
             return
+        if not self._track(ws, session):
+            await last_word(ws, "token_revoked", SESSION_REVOKED, CLOSE_UNAUTHENTICATED)
+            return
+        try:
+            await self._lease_and_serve(ws, path, session)
+        finally:
+            self._untrack(session)
+
+    async def _lease_and_serve(self, ws: ServerConnection, path: str, session: Session) -> None:
         claims = session.claims
         lease = await self.connections.acquire(claims.user_id, claims.role)
         if lease is None:
@@ -334,6 +384,11 @@ class SocketServer:
         taking connections."""
         self.ctx.start()
         self.connections.start()
+        self.revocations.start()
+        try:
+            await asyncio.wait_for(self.revocations.ready.wait(), REVOCATIONS_READY_S)
+        except TimeoutError:  # it keeps trying, and checks the open sessions once subscribed
+            log.warning("not yet subscribed to session revocations; serving anyway")
         metrics_port = self.settings.sockets_metrics_port + (replica or 0)
         if replica is not None:
             self.metrics_elsewhere = (
@@ -367,4 +422,5 @@ class SocketServer:
             if server is not None:
                 server.close()
                 await server.wait_closed()
+        await self.revocations.stop()
         await self.connections.close()

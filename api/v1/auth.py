@@ -34,8 +34,13 @@ async def _issue_pair(
     tokens: TokenService, repo: RefreshTokenRepository, user: User, family: uuid.UUID
 ) -> TokenPair:
     role = Role(user.role)
+    # The access token names its session (the family), so that revoking the family ends it too.
     access = tokens.issue(
-        user_id=user.id, organization_id=user.organization_id, role=role, token_type=TokenType.ACCESS
+        user_id=user.id,
+        organization_id=user.organization_id,
+        role=role,
+        token_type=TokenType.ACCESS,
+        family_id=family,
     )
     refresh = tokens.issue(
         user_id=user.id,
@@ -136,6 +141,10 @@ async def refresh(
                 "refresh token reuse detected; family revoked",
                 extra={"user_id": str(stored.user_id), "family_id": str(stored.family_id)},
             )
+            try:
+                await resources.denylist.deny(stored.family_id)
+            except Exception as exc:  # the refresh tokens are revoked; its access tokens run out
+                log.warning("could not deny the reused family's access tokens", extra={"error": str(exc)})
             raise _refresh_failed(
                 "refresh_token_reused", "this refresh token was already used; sign in again"
             )
@@ -153,7 +162,8 @@ async def refresh(
 
 @router.post("/logout", status_code=204)
 async def logout(body: RefreshIn, request: Request, resources: ResourcesDep, session: SessionDep) -> Response:
-    """Revoke the refresh token's whole family (this device's session). Idempotent."""
+    """Revoke the refresh token's whole family (this device's session) and deny its access tokens
+    until they expire (api/security/denylist.py). Idempotent."""
     try:
         claims = resources.tokens.verify(body.refresh_token, TokenType.REFRESH)
     except TokenError as exc:
@@ -173,6 +183,17 @@ async def logout(body: RefreshIn, request: Request, resources: ResourcesDep, ses
             target_id=claims.user_id,
         )
         await session.commit()
+        try:
+            await resources.denylist.deny(stored.family_id)
+        except Exception as exc:
+            # Refresh tokens are revoked, but the access tokens would live on: say so; a retry denies.
+            log.warning("could not deny the session's access tokens", extra={"error": str(exc)})
+            raise ProblemError(
+                503,
+                "logout_incomplete",
+                "signed out, but the session's access tokens could not be revoked yet; retry",
+                headers={"Retry-After": "1"},
+            ) from None
     return Response(status_code=204)
 
 

@@ -215,3 +215,44 @@ async def test_deactivated_user_loses_access_once_the_cache_entry_expires(
     later = time.monotonic() + USER_CACHE_SECONDS + 0.1
     monkeypatch.setattr(api_resources.users, "_clock", lambda: later)
     assert_problem(await http.get("/api/v1/auth/me", headers=headers), 401, "invalid_token")
+
+
+async def _login_pair(http: httpx.AsyncClient, email: str) -> dict[str, str]:
+    r = await http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    pair: dict[str, str] = r.json()
+    return pair
+
+
+def _bearer(pair: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {pair['access_token']}"}
+
+
+async def test_logout_ends_the_sessions_access_token(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    email = tenant.emails[Role.DISPATCHER]
+    pair, other = await _login_pair(http, email), await _login_pair(http, email)  # two devices
+    assert (await http.get("/api/v1/auth/me", headers=_bearer(pair))).status_code == 200
+    r = await http.post("/api/v1/auth/logout", json={"refresh_token": pair["refresh_token"]})
+    assert r.status_code == 204
+    assert_problem(await http.get("/api/v1/auth/me", headers=_bearer(pair)), 401, "token_revoked")
+    assert_problem(await http.get("/api/v1/depots", headers=_bearer(pair)), 401, "token_revoked")
+    # The other device's session is not this one: it keeps working.
+    assert (await http.get("/api/v1/auth/me", headers=_bearer(other))).status_code == 200
+
+
+async def test_reuse_detection_denies_the_familys_access_tokens(
+    http: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    first = await _login_pair(http, tenant.emails[Role.DRIVER])
+    r = await http.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert r.status_code == 200
+    second = r.json()  # e.g. the thief's, after refreshing with a stolen token
+    for pair in (first, second):
+        assert (await http.get("/api/v1/auth/me", headers=_bearer(pair))).status_code == 200
+    assert_problem(
+        await http.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}),
+        401,
+        "refresh_token_reused",
+    )
+    for pair in (first, second):
+        assert_problem(await http.get("/api/v1/auth/me", headers=_bearer(pair)), 401, "token_revoked")
