@@ -48,7 +48,20 @@ class ApiService:
 
     def __init__(self, resources: Resources, host: str, port: int) -> None:
         app = create_app(resources.settings, resources)
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default, which lets any local client (or
+        # one behind a proxy that does not reset the header) pick its own address for the per-IP rate
+        # limits: only the configured proxies are believed, none unless set.
+        trusted = resources.settings.trusted_proxies
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            proxy_headers=bool(trusted),
+            forwarded_allow_ips=trusted,
+        )
         self.server = _Uvicorn(config)
         self.task: asyncio.Task[None] | None = None
 

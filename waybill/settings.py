@@ -6,6 +6,7 @@ the SQL database); see DESIGN.md "Stores". Every variable is listed in .env.exam
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -109,6 +110,10 @@ class Settings(BaseSettings):
 
     # HTTP
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Reverse proxies in front of the API (IP addresses or CIDR networks) whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed (docs/security.md "Client addresses"). Empty: none, the TCP peer is
+    # the client, whatever headers it sends (uvicorn on its own would believe 127.0.0.1).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     default_page_size: int = Field(default=50, ge=1)
     max_page_size: int = Field(default=200, ge=1)
 
@@ -229,6 +234,23 @@ class Settings(BaseSettings):
         EgressPolicy.parse(value)  # an unreadable entry is refused at start, not at the first webhook
         return value
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: Any) -> Any:
+        entries = _split_csv(value)
+        if not isinstance(entries, list):
+            return entries  # pydantic refuses it with its own message
+        networks = []
+        for entry in entries:
+            try:
+                networks.append(str(ipaddress.ip_network(str(entry).strip(), strict=False)))
+            except ValueError:
+                raise ConfigError(
+                    f"WAYBILL_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR network "
+                    "(e.g. 10.0.0.5 or 10.0.0.0/8); names and '*' are not accepted"
+                ) from None
+        return networks
+
     @field_validator("jwt_active_kid", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
@@ -264,6 +286,12 @@ class Settings(BaseSettings):
                         f"JWT key {kid!r} is shorter than {MIN_SECRET_BYTES} bytes; "
                         "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
                     )
+            if not self.ws_allowed_origins:
+                raise ConfigError(
+                    "WAYBILL_WS_ALLOWED_ORIGINS is empty: with WAYBILL_ENV=production list the browser "
+                    "origins that may open sockets, comma-separated (e.g. https://console.example.com), or "
+                    "set it to * to accept any origin deliberately"
+                )
         return self
 
     # Derived values -------------------------------------------------------------------------
