@@ -126,7 +126,7 @@ def test_unreadable_allowlist_entries_are_refused_at_start(entry: str) -> None:
 
 
 def test_allowlist_setting_is_comma_separated() -> None:
-    settings = Settings(webhook_allowed_hosts="127.0.0.1, hooks.corp.example,10.0.0.0/8")  # type: ignore[arg-type]
+    settings = Settings(webhook_allowed_hosts="127.0.0.1, hooks.corp.example,10.0.0.0/8")
     policy = egress_policy(settings)
     assert policy.allowed_names == {"hooks.corp.example"}
     assert [str(n) for n in policy.allowed_networks] == ["127.0.0.1/32", "10.0.0.0/8"]

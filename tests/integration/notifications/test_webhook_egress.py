@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -387,3 +390,47 @@ async def test_production_refuses_plain_http_at_delivery(
         assert outcome.status == "refused"
         assert "https is required" in outcome.detail
         assert trap.connections == 0
+
+
+async def test_tls_to_a_pinned_address_uses_the_name_for_sni_and_verification(
+    database_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Only the TCP connect is pinned: the TLS handshake names the URL's host (SNI) and the
+    certificate is verified against it (a self-signed one for that name is refused)."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={NAME}"]
+        + ["-addext", f"subjectAltName=DNS:{NAME}", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    names: list[str | None] = []
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+
+    def record_sni(_sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+        names.append(name)
+
+    server_tls.sni_callback = record_sni
+
+    async def serve(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_tls)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        resolve, asked = fake_resolver(["127.0.0.1"])
+        monkeypatch.setattr(egress, "resolve", resolve)
+        ident = await pending_delivery(sessionmaker, f"https://{NAME}:{port}/hook")
+        settings = strict(database_url, webhook_allowed_hosts=["127.0.0.1"])
+        outcome = await attempt_webhook(sessionmaker, settings, ident, 1)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert outcome.status == "failed"
+    assert "CERTIFICATE_VERIFY_FAILED" in outcome.detail
+    assert asked == [NAME]
+    assert names == [NAME]
