@@ -63,6 +63,7 @@ class Stream:
     sent: dict[int, float] = field(default_factory=dict)  # seq -> monotonic send time
     acked: set[int] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
+    close_code: int | None = None  # the server's, once it has closed the socket
 
 
 async def wait_healthy(port: int, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
@@ -124,6 +125,7 @@ async def drive(url: str, stream: Stream, index: int) -> None:
         pass
     finally:
         await reader
+        stream.close_code = ws.close_code
 
 
 def sockets_env(database_url: str, data_dir: Path, key: str, port: int, **extra: str) -> dict[str, str]:

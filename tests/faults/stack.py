@@ -18,11 +18,11 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -65,6 +65,13 @@ FAULTS = [
 ACTION_WAIT_S = 2.0  # WAYBILL_ACTION_WAIT_SECONDS of the API under test
 TIMER_EVENTS = {"late", "unassigned_too_long", "late_predicted", "eta_changed", "eta"}
 TERMINAL_VALUES = {s.value for s in TERMINAL}
+
+
+class Acked(Protocol):
+    """A driver's stream as the tests keep it: its vehicle and the seqs the server acknowledged."""
+
+    vehicle_id: uuid.UUID
+    acked: set[int]
 
 
 class RoleProcess(WorkerProcess):
@@ -300,6 +307,25 @@ class Stack:
                 return found
             assert time.monotonic() < deadline, f"{found}/{want} deliveries {values} after {timeout}s"
             await asyncio.sleep(0.02)
+
+    async def unstored(
+        self, org: uuid.UUID, feeds: Sequence[Acked], wait_s: float = 10.0
+    ) -> dict[uuid.UUID, list[int]]:
+        """Acknowledged positions not in the history store, per vehicle. An ack promises the write,
+        which follows within the flush interval (or in the final flush on SIGTERM): `wait_s` to land."""
+        since, until = datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC) + timedelta(hours=1)
+        deadline = time.monotonic() + wait_s
+        while True:
+            stored = await asyncio.gather(
+                *(self.history.positions(org, f.vehicle_id, since, until, 10_000) for f in feeds)
+            )
+            lost = {
+                f.vehicle_id: sorted(f.acked - {p.seq for p in ps})
+                for f, ps in zip(feeds, stored, strict=True)
+            }
+            if not any(lost.values()) or time.monotonic() > deadline:
+                return {v: seqs for v, seqs in lost.items() if seqs}
+            await asyncio.sleep(0.2)
 
     # The audit ----------------------------------------------------------------------------
 
