@@ -5,9 +5,11 @@ publish is harmless (subscribers drop sequences they have seen)."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.codec import to_json_text, to_jsonable
@@ -47,6 +49,37 @@ def projection_values(state: DeliveryState, *, state_as_text: bool = False) -> d
     }
 
 
+async def write_projection(
+    sessionmaker: async_sessionmaker[AsyncSession], state: DeliveryState, occurred_at: datetime
+) -> bool:
+    """Write `state` to its row if it is newer than the row (its sequence), or insert the row if
+    there is none; `occurred_at` stands in for a missing `created_at`. True if a row was written.
+    The projection activity and the reconciler (activities/reconcile.py) both write through here."""
+    values = projection_values(state)
+    delivery_id = uuid.UUID(state.delivery_id)
+    async with sessionmaker() as session, session.begin():
+        moved = await session.execute(
+            update(DeliveryRow)
+            .where(DeliveryRow.id == delivery_id, DeliveryRow.sequence < state.sequence)
+            .values(**values)
+        )
+        if moved.rowcount:  # type: ignore[attr-defined]
+            return True
+        # Not there yet (created outside the API) or already newer: insert-if-absent covers both.
+        table = DeliveryRow.__table__
+        assert isinstance(table, Table)
+        dialect = session.get_bind().dialect.name
+        inserted = await session.execute(
+            insert_ignoring(dialect, table, ["id"]).values(
+                id=delivery_id,
+                organization_id=uuid.UUID(state.organization_id),
+                created_at=state.created_at or occurred_at,
+                **values,
+            )
+        )
+        return bool(inserted.rowcount)  # type: ignore[attr-defined]
+
+
 def change_message(t: Transition) -> dict[str, Any]:
     return {
         "type": "delivery.changed",
@@ -66,27 +99,7 @@ class DeliveryActivities:
     @activity.defn(name="project_delivery")
     async def project_delivery(self, t: Transition) -> None:
         assert t.state is not None, "transitions carry the state they lead to"
-        values = projection_values(t.state)
-        delivery_id = uuid.UUID(t.delivery_id)
-        async with self._r.sessionmaker() as session, session.begin():
-            moved = await session.execute(
-                update(DeliveryRow)
-                .where(DeliveryRow.id == delivery_id, DeliveryRow.sequence < t.sequence)
-                .values(**values)
-            )
-            if moved.rowcount == 0:  # type: ignore[attr-defined]
-                # Not there yet (created outside the API) or already newer: insert-if-absent covers both.
-                table = DeliveryRow.__table__
-                assert isinstance(table, Table)
-                dialect = session.get_bind().dialect.name
-                await session.execute(
-                    insert_ignoring(dialect, table, ["id"]).values(
-                        id=delivery_id,
-                        organization_id=uuid.UUID(t.organization_id),
-                        created_at=t.state.created_at or t.occurred_at,
-                        **values,
-                    )
-                )
+        await write_projection(self._r.sessionmaker, t.state, t.occurred_at)
 
     @activity.defn(name="append_delivery_event")
     async def append_delivery_event(self, t: Transition) -> None:

@@ -38,6 +38,9 @@ def test_settings(**overrides: Any) -> Settings:
         # Worker metrics ports are per host: tests that start workers pick their own.
         "worker_metrics_port": 0,
         "temporal_metrics_port": 0,
+        # No reconciler schedule on the shared dev server: a scheduled run would reconcile every test's
+        # rows (tests/integration/workflows/test_reconcile.py runs it per organization).
+        "reconcile_interval_seconds": 0,
     }
     values.update(overrides)
     return Settings(**values)

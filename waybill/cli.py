@@ -56,6 +56,15 @@ def _parser() -> argparse.ArgumentParser:
         help="make sure drivers driver1..N exist, each with a van (default: 2)",
     )
     sub.add_parser("check", help="run the system-check workflow through a worker and print its report")
+    rec = sub.add_parser(
+        "reconcile",
+        help="find delivery rows without a running workflow and workflows without a row (through a worker)",
+    )
+    rec.add_argument(
+        "--repair", action="store_true", help="repair what is found (default: a dry run that only reports)"
+    )
+    rec.add_argument("--org", default=None, help="only this organization (its id; default: all)")
+    rec.add_argument("--json", action="store_true", help="print the report as JSON")
     doc = sub.add_parser("doctor", help="check configuration and every store and service; change nothing")
     doc.add_argument("--json", action="store_true", help="print the findings as JSON")
     bk = sub.add_parser("backup", help="back up the database (pg_dump custom format, or a SQLite copy)")
@@ -162,6 +171,49 @@ async def _check(settings: Settings) -> int:
     return 0 if result.ok else 1
 
 
+async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    """Run ReconcileWorkflow now on a worker and print its report; exit 1 if anything is left out of
+    step (found in a dry run, or unrepairable)."""
+    import uuid
+    from dataclasses import asdict
+
+    from domain.ids import uuid7
+    from domain.reconcile import ReconcileInput
+    from workers.client import connect
+    from workflows.reconcile import ReconcileWorkflow
+
+    if args.org is not None:
+        try:
+            args.org = str(uuid.UUID(args.org))
+        except ValueError:
+            raise ConfigError(f"--org takes an organization id, not {args.org!r}") from None
+    client = await connect(settings)
+    result = await client.execute_workflow(
+        ReconcileWorkflow.run,
+        ReconcileInput(requested_by="cli", repair=args.repair, organization_id=args.org),
+        id=f"reconcile-cli-{uuid7()}",
+        task_queue=settings.temporal_task_queue,
+    )
+    if args.json:
+        sys.stdout.write(json.dumps(asdict(result), default=str, indent=2) + "\n")
+    else:
+        lines = [
+            f"{'dry run: ' if result.dry_run else ''}{result.checked} open delivery row(s) and "
+            f"{result.workflows_checked} running workflow(s) checked",
+            f"  row without workflow: {result.missing_workflow}, row with closed workflow: "
+            f"{result.closed_workflow}, workflow without row: {result.missing_row}",
+            f"  repaired: {result.repaired}, unrepairable: {result.unrepairable}",
+            *(
+                f"  {f.delivery_id} {f.kind.value}: {f.action.value}{f' ({f.detail})' if f.detail else ''}"
+                for f in result.findings
+            ),
+        ]
+        if result.found > len(result.findings):
+            lines.append(f"  ... and {result.found - len(result.findings)} more (see the worker log)")
+        sys.stdout.write("\n".join(lines) + "\n")
+    return 0 if result.found == result.repaired else 1
+
+
 async def _doctor(settings: Settings, *, as_json: bool) -> int:
     from dataclasses import asdict
 
@@ -239,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_seed(settings, args.drivers))
         if args.command == "check":
             return asyncio.run(_check(settings))
+        if args.command == "reconcile":
+            return asyncio.run(_reconcile(settings, args))
         if args.command == "import":
             from waybill.import_cli import run_import
 
@@ -264,7 +318,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Commands that hold a Temporal client. Its Rust runtime threads can outlive the event loop and
 # abort CPython's finalization ("PyGILState_Release: thread state ... must be current";
 # temporalio/sdk-python#300), so after a clean shutdown these exit without interpreter teardown.
-_TEMPORAL_COMMANDS = {"dev", "api", "sockets", "worker", "check", "doctor", "import", "analytics"}
+_TEMPORAL_COMMANDS = {
+    "dev",
+    "api",
+    "sockets",
+    "worker",
+    "check",
+    "reconcile",
+    "doctor",
+    "import",
+    "analytics",
+}
 
 
 def entry() -> None:

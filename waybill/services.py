@@ -23,7 +23,7 @@ from waybill.resources import Resources
 from workers.compose import build_workers
 from workers.log_context import LogContextInterceptor
 from workers.metrics import MetricsInterceptor, MetricsServer, WorkerMetrics
-from workers.schedules import ensure_analytics_schedules
+from workers.schedules import ensure_analytics_schedules, ensure_reconcile_schedule
 from workers.search_attributes import ensure_search_attributes
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,13 @@ class WorkerService:
                 await ensure_analytics_schedules(client, self.resources)
             except Exception as exc:  # the worker still serves; the next start tries again
                 log.warning("could not create the analytics schedules: %s (see docs/analytics.md)", exc)
+        if "default" in self.queues:
+            try:
+                await ensure_reconcile_schedule(client, self.resources.settings)
+            except Exception as exc:  # as above: the next start tries again
+                log.warning("could not create the reconciler's schedule: %s (see docs/operations.md)", exc)
         interceptors = [LogContextInterceptor(), MetricsInterceptor(self.metrics)]
-        self.workers = build_workers(client, self.resources, self.queues, interceptors)
+        self.workers = build_workers(client, self.resources, self.queues, interceptors, self.metrics)
         if not self.workers:
             raise RuntimeError(f"nothing is registered on queue(s) {', '.join(self.queues)}")
         self.tasks = [asyncio.create_task(w.run(), name=f"worker:{w.task_queue}") for w in self.workers]

@@ -223,6 +223,13 @@ class Settings(BaseSettings):
     analytics_report_time: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     analytics_default_timezone: str = "UTC"  # for organizations without a depot
 
+    # Delivery reconciler (docs/operations.md "Reconciling deliveries and workflows"): a Temporal
+    # Schedule every interval (0: none); rows and workflows younger than the grace period are left
+    # alone (creates in flight); with repair off the scheduled runs only report.
+    reconcile_interval_seconds: int = Field(default=300, ge=0)
+    reconcile_grace_seconds: float = Field(default=120.0, ge=0)
+    reconcile_repair: bool = True
+
     @field_validator("cors_origins", "ws_allowed_origins", "webhook_allowed_hosts", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:

@@ -20,15 +20,18 @@ from temporalio.worker import Interceptor, Worker
 from activities.analytics.activities import AnalyticsActivities
 from activities.deliveries import DeliveryActivities
 from activities.notifications.activities import NotificationActivities
+from activities.reconcile import ReconcileActivities
 from activities.route_planning import RoutePlanningActivities
 from activities.routing.activities import RoutingActivities
 from activities.system_check import SystemCheckActivities
 from waybill.resources import Resources
 from workers import code_cache
+from workers.metrics import WorkerMetrics
 from workflows.analytics import AnalyticsBackfillWorkflow, AnalyticsDailyWorkflow, AnalyticsHourlyWorkflow
 from workflows.delivery import DeliveryWorkflow
 from workflows.dispatch import DispatchWorkflow
 from workflows.notifications import NotificationWorkflow, WebhookReplayWorkflow
+from workflows.reconcile import ReconcileWorkflow
 from workflows.route import RouteWorkflow
 from workflows.route_plan import RoutePlanWorkflow
 from workflows.system_check import SystemCheckWorkflow
@@ -47,9 +50,13 @@ class QueuePlan:
         return not self.workflows and not self.activities
 
 
-def plan_queues(resources: Resources, queues: Sequence[str] = QUEUE_NAMES) -> dict[str, QueuePlan]:
+def plan_queues(
+    resources: Resources, queues: Sequence[str] = QUEUE_NAMES, metrics: WorkerMetrics | None = None
+) -> dict[str, QueuePlan]:
+    """`metrics`: the worker's registry, told of each reconciler run (its findings are gauges)."""
     s = resources.settings
     system = SystemCheckActivities(resources)
+    reconcile = ReconcileActivities(resources, metrics.record_reconcile if metrics else None)
     deliveries = DeliveryActivities(resources)
     notifications = NotificationActivities(resources)
     planning = RoutePlanningActivities(resources)
@@ -67,9 +74,11 @@ def plan_queues(resources: Resources, queues: Sequence[str] = QUEUE_NAMES) -> di
                 AnalyticsHourlyWorkflow,
                 AnalyticsDailyWorkflow,
                 AnalyticsBackfillWorkflow,
+                ReconcileWorkflow,
             ],
             activities=[
                 system.check_stores,
+                reconcile.reconcile_deliveries,
                 deliveries.project_delivery,
                 deliveries.append_delivery_event,
                 deliveries.publish_delivery_change,
@@ -106,8 +115,9 @@ def build_workers(
     resources: Resources,
     queues: Sequence[str] = QUEUE_NAMES,
     interceptors: Sequence[Interceptor] = (),
+    metrics: WorkerMetrics | None = None,
 ) -> list[Worker]:
-    plans = plan_queues(resources, queues)
+    plans = plan_queues(resources, queues, metrics)
     # The sandbox imports a workflow's module again for every run: keep its compiled code.
     code_cache.install(cls.__module__ for name in queues for cls in plans[name].workflows)
     workers = []

@@ -26,6 +26,7 @@ from temporalio.worker import (
 )
 
 from db.models import DeliveryRow, RouteRow
+from domain.reconcile import FindingKind, ReconcileResult
 from waybill.process_metrics import add_process_collectors
 from waybill.resources import Resources
 from waybill.settings import Settings
@@ -86,6 +87,44 @@ class WorkerMetrics:
             registry=registry,
         )
         self.routes = Gauge("waybill_routes", "Routes by status", ["status"], registry=registry)
+        # The reconciler (activities/reconcile.py): anything found is a bug's trace, repaired or not.
+        self.reconcile_found = Counter(
+            "waybill_reconcile_found",
+            "Deliveries the reconciler found out of step, by kind (again by every run that finds them)",
+            ["kind"],
+            registry=registry,
+        )
+        self.reconcile_last_found = Gauge(
+            "waybill_reconcile_last_found",
+            "Deliveries out of step found by the last reconciler run on this worker, by kind",
+            ["kind"],
+            registry=registry,
+        )
+        self.reconcile_last_unrepairable = Gauge(
+            "waybill_reconcile_last_unrepairable",
+            "Deliveries the last reconciler run on this worker could not repair (they need an operator)",
+            registry=registry,
+        )
+        self.reconcile_last_run = Gauge(
+            "waybill_reconcile_last_run_timestamp_seconds",
+            "When the last reconciler run on this worker finished (0: none since the worker started)",
+            registry=registry,
+        )
+        for kind in FindingKind:  # every series exists from the start, so increase() sees the first
+            self.reconcile_found.labels(kind.value)
+            self.reconcile_last_found.labels(kind.value).set(0)
+
+    def record_reconcile(self, result: ReconcileResult) -> None:
+        counts = {
+            FindingKind.MISSING_WORKFLOW: result.missing_workflow,
+            FindingKind.CLOSED_WORKFLOW: result.closed_workflow,
+            FindingKind.MISSING_ROW: result.missing_row,
+        }
+        for kind, count in counts.items():
+            self.reconcile_found.labels(kind.value).inc(count)
+            self.reconcile_last_found.labels(kind.value).set(count)
+        self.reconcile_last_unrepairable.set(result.unrepairable)
+        self.reconcile_last_run.set(time.time())
 
     async def refresh_business(self, resources: Resources) -> None:
         """Read the gauges from the projection (a few aggregate queries, indexed by status)."""

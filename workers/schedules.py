@@ -5,6 +5,9 @@ idempotent: an existing schedule gets the current spec and action but keeps its 
 paused in the Temporal Web UI stays paused. Organizations created later get theirs at the next
 worker start (or from `ensure_org_schedules`). The daily schedule fires at
 WAYBILL_ANALYTICS_REPORT_TIME in the organization's time zone (its first depot's).
+
+The delivery reconciler's schedule (`delivery-reconcile`, every WAYBILL_RECONCILE_INTERVAL_SECONDS)
+is made the same way, once for the namespace.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from temporalio.client import (
     WorkflowHandle,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from db.repositories.analytics import organization_timezone, organizations
 from domain.analytics import (
@@ -44,7 +48,9 @@ from domain.analytics import (
     days_between,
     hourly_schedule_id,
 )
+from domain.reconcile import RECONCILE_SCHEDULE_ID, ReconcileInput
 from workflows.analytics import AnalyticsBackfillWorkflow, AnalyticsDailyWorkflow, AnalyticsHourlyWorkflow
+from workflows.reconcile import ReconcileWorkflow
 
 if TYPE_CHECKING:
     from waybill.resources import Resources
@@ -100,17 +106,53 @@ def schedules_for(settings: Settings, target: AnalyticsTarget) -> dict[str, Sche
     return {hourly_schedule_id(org): hourly, daily_schedule_id(org): daily}
 
 
+async def ensure_schedule(client: Client, schedule_id: str, schedule: Schedule) -> None:
+    """Create the schedule, or give an existing one this spec and action but keep its state (paused)."""
+    try:
+        await client.create_schedule(schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+
+        def keep_state(u: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(dataclasses.replace(schedule, state=u.description.schedule.state))
+
+        await client.get_schedule_handle(schedule_id).update(keep_state)
+
+
 async def ensure_org_schedules(client: Client, settings: Settings, target: AnalyticsTarget) -> None:
     for schedule_id, schedule in schedules_for(settings, target).items():
+        await ensure_schedule(client, schedule_id, schedule)
+
+
+def reconcile_schedule(settings: Settings) -> Schedule:
+    """The delivery reconciler, one schedule for the namespace; a run still going when the next is
+    due makes that one skip (the default overlap policy)."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            ReconcileWorkflow.run,
+            ReconcileInput(requested_by="schedule", repair=settings.reconcile_repair),
+            id=RECONCILE_SCHEDULE_ID,
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.reconcile_interval_seconds))]
+        ),
+        policy=SchedulePolicy(catchup_window=timedelta(seconds=settings.reconcile_interval_seconds)),
+        state=ScheduleState(note="Waybill: delivery rows and workflows out of step, found and repaired"),
+    )
+
+
+async def ensure_reconcile_schedule(client: Client, settings: Settings) -> bool:
+    """Create or update the reconciler's schedule; with WAYBILL_RECONCILE_INTERVAL_SECONDS=0 delete
+    it. True if it is on."""
+    if settings.reconcile_interval_seconds == 0:
         try:
-            await client.create_schedule(schedule_id, schedule)
-        except ScheduleAlreadyRunningError:
-
-            def keep_state(u: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
-                current = u.description.schedule
-                return ScheduleUpdate(dataclasses.replace(new, state=current.state))
-
-            await client.get_schedule_handle(schedule_id).update(keep_state)
+            await client.get_schedule_handle(RECONCILE_SCHEDULE_ID).delete()
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.NOT_FOUND:
+                raise
+        return False
+    await ensure_schedule(client, RECONCILE_SCHEDULE_ID, reconcile_schedule(settings))
+    return True
 
 
 async def analytics_targets(resources: Resources) -> list[AnalyticsTarget]:

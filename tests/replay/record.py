@@ -36,6 +36,7 @@ from domain.delivery import (
     TimeWindow,
 )
 from domain.health import SystemCheckInput
+from domain.reconcile import ReconcileInput
 from domain.route_plans import ApplyPlanRequest, DispatchInput, PlanRequest, dispatch_workflow_id
 from domain.routes import ResequenceRequest, RouteInput, RouteStop
 from domain.search_attributes import KEYWORD_ATTRIBUTES
@@ -48,6 +49,7 @@ from workers.compose import build_workers
 from workers.converter import DATA_CONVERTER
 from workflows.delivery import DeliveryWorkflow
 from workflows.dispatch import DispatchWorkflow
+from workflows.reconcile import ReconcileWorkflow
 from workflows.route import RouteWorkflow
 from workflows.route_plan import RoutePlanWorkflow, plan_workflow_id
 from workflows.system_check import SystemCheckWorkflow
@@ -222,6 +224,14 @@ async def record_all(client: Client, resources: Resources) -> dict[str, str]:
             await scenario(handle)
             await handle.result()
             out[name] = (await handle.fetch_history()).to_json()
+        reconcile = await client.start_workflow(
+            ReconcileWorkflow.run,
+            ReconcileInput(requested_by="recorder", organization_id=org, grace_seconds=0),
+            id=f"reconcile-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+        await reconcile.result()
+        out["reconcile"] = (await reconcile.fetch_history()).to_json()
     return out
 
 

@@ -12,12 +12,20 @@ from temporalio.worker import Replayer
 from workers.converter import DATA_CONVERTER
 from workflows.delivery import DeliveryWorkflow
 from workflows.dispatch import DispatchWorkflow
+from workflows.reconcile import ReconcileWorkflow
 from workflows.route import RouteWorkflow
 from workflows.route_plan import RoutePlanWorkflow
 from workflows.system_check import SystemCheckWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
-WORKFLOWS = [SystemCheckWorkflow, DeliveryWorkflow, RouteWorkflow, RoutePlanWorkflow, DispatchWorkflow]
+WORKFLOWS = [
+    SystemCheckWorkflow,
+    DeliveryWorkflow,
+    RouteWorkflow,
+    RoutePlanWorkflow,
+    DispatchWorkflow,
+    ReconcileWorkflow,
+]
 
 
 def test_histories_are_present() -> None:
