@@ -65,8 +65,8 @@ _TERMINAL = [s.value for s in TERMINAL]
 
 
 def delivery_options(settings: Settings) -> DeliveryOptions:
-    """The options the API gives a new delivery (api.delivery_service.options_from; a unit test keeps
-    the two equal): a workflow the reconciler starts behaves like one the API started."""
+    """The options of a new delivery's workflow, one function for the API's creates and the
+    reconciler's starts: a workflow the reconciler starts behaves like one the API started."""
     return DeliveryOptions(
         pod_max_distance_m=settings.delivery_pod_max_distance_m,
         unassigned_alert_minutes=settings.delivery_unassigned_alert_minutes,

@@ -24,6 +24,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 
 from activities.codec import from_jsonable
 from activities.deliveries import projection_values
+from activities.reconcile import delivery_options
 from api.create_writes import Statement, writes_for
 from api.deps import CurrentUser
 from api.errors import ProblemError, not_found, temporal_unavailable
@@ -35,7 +36,6 @@ from db.upsert import insert_ignoring
 from domain.delivery import (
     Actor,
     DeliveryInput,
-    DeliveryOptions,
     DeliverySpec,
     DeliveryState,
     DeliveryStatus,
@@ -66,13 +66,6 @@ def request_hash(body: DeliveryCreate) -> str:
 class Created:
     state: DeliveryState
     created: bool  # False: an earlier request (same Idempotency-Key or external_ref) made it
-
-
-def options_from(settings: Settings) -> DeliveryOptions:
-    return DeliveryOptions(
-        pod_max_distance_m=settings.delivery_pod_max_distance_m,
-        unassigned_alert_minutes=settings.delivery_unassigned_alert_minutes,
-    )
 
 
 async def _claim_key(
@@ -277,7 +270,7 @@ async def _existing(client: Client, state: DeliveryState, user: CurrentUser, set
     its row and its workflow start (killed, or Temporal unavailable): a row its workflow never wrote
     is started here, so a replayed create never answers with a delivery that cannot move."""
     if never_started(state):
-        options = options_from(settings)
+        options = delivery_options(settings)
         await ensure_started(client, start_input(state, f"{user.role.value}:{user.id}", options), settings)
     return Created(state, created=False)
 
@@ -325,7 +318,7 @@ def _workflow_input(initial: DeliveryState, user: CurrentUser, settings: Setting
         spec=initial.spec,
         created_by=f"{user.role.value}:{user.id}",
         created_at=initial.created_at,
-        options=options_from(settings),
+        options=delivery_options(settings),
     )
 
 
@@ -450,7 +443,7 @@ async def run_update(
             if exc.status is not RPCStatusCode.NOT_FOUND or not never_started(state):
                 raise
         # The create stopped between its row and its workflow start: start it, then act on it.
-        params = start_input(state, "system:recovered", options_from(settings))
+        params = start_input(state, "system:recovered", delivery_options(settings))
         await ensure_started(client, params, settings)
         return await handle.execute_update(update, arg, id=update_id)
 

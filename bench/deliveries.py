@@ -58,7 +58,8 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
-from api.delivery_service import options_from, start_delivery_workflow
+from activities.reconcile import delivery_options
+from api.delivery_service import start_delivery_workflow
 from api.schemas.deliveries import DeliveryCreate, to_spec
 from api.security.passwords import hash_password
 from db.migrate import upgrade
@@ -724,7 +725,7 @@ async def measure(
             me.raise_for_status()
         payload = delivery_body()
         spec = to_spec(DeliveryCreate.model_validate(payload))
-        options = options_from(settings)
+        options = delivery_options(settings)
         created_by = f"{Role.DISPATCHER.value}:{me.json()['id']}"
 
         async def start_one(_: int) -> None:

@@ -20,7 +20,6 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from activities.deliveries import projection_values
-from activities.reconcile import delivery_options
 from db.models import DeliveryRow
 from domain.delivery import AssignRequest, CancelRequest, DeliveryState, DeliveryStatus
 from domain.reconcile import (
@@ -248,13 +247,6 @@ def test_the_names_the_activity_uses_are_the_workflow_s() -> None:
     assert definition.name == DELIVERY_WORKFLOW_TYPE
     assert DELIVERY_STATE_QUERY in definition.queries
     assert WorkflowExecutionStatus.RUNNING.name == "RUNNING"
-
-
-def test_a_started_workflow_gets_the_options_the_api_gives() -> None:
-    from api.delivery_service import options_from
-
-    s = test_settings(delivery_pod_max_distance_m=55.0, delivery_unassigned_alert_minutes=7.0)
-    assert delivery_options(s) == options_from(s)
 
 
 async def test_the_cli_reports_then_repairs(
