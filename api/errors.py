@@ -9,6 +9,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import RPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
@@ -152,6 +154,20 @@ def install_error_handlers(app: FastAPI) -> None:
         problem = temporal_unavailable()
         return problem_response(
             request, problem.status, problem.code, problem.detail, headers=problem.headers
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeout)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        # The database is down, restarting or its pool is exhausted: retryable, never a 500.
+        log.warning("database unavailable", extra={"path": request.url.path, "error": type(exc).__name__})
+        return problem_response(
+            request,
+            503,
+            "database_unavailable",
+            "the database is not reachable; retry shortly",
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(RPCTimeoutOrCancelledError)

@@ -334,3 +334,24 @@ async def test_depot_of_another_organization_is_refused(
             select(DeliveryRow.state).where(DeliveryRow.organization_id == fleet.tenant.organization_id)
         )
         assert depot.json()["id"] not in {s["spec"].get("depot_id") for s in states}
+
+
+# The database down: retryable 503, not 500 ------------------------------------------------------
+
+
+async def test_database_down_answers_503(
+    dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    settings = test_settings(
+        database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere",
+        data_dir=tmp_path_factory.mktemp("db-down"),
+    )
+    resources = await Resources.open(settings, TemporalConnector(settings, dev_env.client))
+    try:
+        async with serve(resources) as api:
+            r = await api.post("/api/v1/auth/login", json={"email": "a@b.test", "password": "x" * 12})
+    finally:
+        await resources.close()
+    assert r.status_code == 503, r.text
+    assert r.json()["code"] == "database_unavailable"
+    assert int(r.headers["retry-after"]) > 0
