@@ -51,8 +51,8 @@ async def enforce(limiter: RateLimiter, key: str, limit: int, window_s: float, w
 
 
 def client_ip(scope: Scope) -> str:
-    # uvicorn resolves X-Forwarded-For into scope["client"] only for trusted proxies
-    # (--forwarded-allow-ips / FORWARDED_ALLOW_IPS), so a client cannot pick its own bucket.
+    # uvicorn resolves X-Forwarded-For into scope["client"] only for the proxies named in
+    # WAYBILL_TRUSTED_PROXIES (none by default: waybill/services.py), so a client cannot pick its own bucket.
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
 

@@ -1,7 +1,8 @@
 """Redis killed under load and started again empty (no persistence), with drivers streaming, a
 dispatcher watching and clients creating deliveries.
 
-What recovers by itself, and is asserted: the API answers (never a 500: while Redis is gone a
+What recovers by itself, and is asserted: /ready says the cache is failing during the outage and
+ready again after it; the API answers (never a 500: while Redis is gone a
 request that needs it is refused with a 5xx problem of its own, 503), creates succeed again,
 drivers keep or regain their sockets and every position acknowledged is stored, and live positions
 reach dispatchers again, on a connection that was open during the outage (the fan-out subscribes
@@ -134,7 +135,9 @@ async def test_redis_restarted_mid_load_degrades_and_recovers(up: Stack) -> None
             assert await positions_arrive(old, vehicles, 10), "no live positions before the outage"
             during = len(creates.seconds)
             up.redis.kill()
-            await asyncio.sleep(OUTAGE_S)
+            await asyncio.sleep(OUTAGE_S / 2)
+            degraded = await get(http, "/ready", {})  # the outage is seen: not ready, cache failing
+            await asyncio.sleep(OUTAGE_S / 2)
             up.redis.start()
             await up.redis.wait_ready()
             back = time.monotonic()
@@ -171,6 +174,8 @@ async def test_redis_restarted_mid_load_degrades_and_recovers(up: Stack) -> None
     figures.extra["driver closes"] = str(dict(sum((f.closes for f in feeds), Counter())))
     await up.audit(figures, fleet.org, creates.acknowledged, creates.answered)
     assert not {s for s in creates.statuses + statuses if s.startswith("5") and s != "503"}, statuses
+    assert degraded.status == 503, degraded.body
+    assert "cache" in degraded.body["failing"], degraded.body
     assert old_resumed, "the dispatcher connected during the outage got no live positions afterwards"
     assert fresh_gets, "a dispatcher connected after the outage got no live positions"
     assert all(f.acked for f in feeds)

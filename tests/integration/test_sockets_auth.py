@@ -182,3 +182,29 @@ async def test_health_and_unknown_path(sockets: tuple[str, Resources]) -> None:
         async with connect(f"ws://{host}/ws/elsewhere"):
             pass
     assert info.value.response.status_code == 404
+
+
+async def test_a_star_origin_list_accepts_any_origin(sqlite_url: str) -> None:
+    """`*` (what production needs to accept every origin on purpose) lets a browser handshake from
+    any origin through to authentication, where a concrete list refuses it."""
+    for allowed, status in ((["*"], None), (["https://console.example.com"], 403)):
+        resources = await Resources.open(
+            test_settings(database_url=sqlite_url, ws_auth_timeout_seconds=0.3, ws_allowed_origins=allowed)
+        )
+        port = free_port()
+        service = SocketService(resources, "127.0.0.1", port)
+        await service.start()
+        try:
+            url = f"ws://127.0.0.1:{port}/ws/dispatch"
+            if status is None:
+                async with connect(url, origin="https://anywhere.example") as ws:  # type: ignore[arg-type]
+                    frame = json.loads(await ws.recv())
+                    await ws.wait_closed()
+                assert (frame["code"], ws.close_code) == ("auth_timeout", CLOSE_AUTH_TIMEOUT)
+            else:
+                with pytest.raises(InvalidStatus) as info:
+                    await connect(url, origin="https://anywhere.example")  # type: ignore[arg-type]
+                assert info.value.response.status_code == status
+        finally:
+            await service.stop()
+            await resources.close()

@@ -33,7 +33,39 @@ def test_production_refuses_dev_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="shorter than 32 bytes"):
         load_settings(_env_file=None)
     monkeypatch.setenv("WAYBILL_JWT_KEYS", '{"k1": "' + "s" * 48 + '"}')
+    monkeypatch.setenv("WAYBILL_WS_ALLOWED_ORIGINS", "https://console.example.com")
     assert load_settings(_env_file=None).jwt_keys == {"k1": "s" * 48}
+
+
+def test_production_requires_socket_origins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WAYBILL_ENV", "production")
+    monkeypatch.setenv("WAYBILL_JWT_KEYS", '{"k1": "' + "s" * 48 + '"}')
+    monkeypatch.delenv("WAYBILL_WS_ALLOWED_ORIGINS", raising=False)
+    with pytest.raises(ConfigError, match="WAYBILL_WS_ALLOWED_ORIGINS is empty.*or set it to \\*"):
+        load_settings(_env_file=None)
+    monkeypatch.setenv("WAYBILL_WS_ALLOWED_ORIGINS", "")
+    with pytest.raises(ConfigError, match="WAYBILL_WS_ALLOWED_ORIGINS is empty"):
+        load_settings(_env_file=None)
+    monkeypatch.setenv("WAYBILL_WS_ALLOWED_ORIGINS", "https://console.example.com, https://ops.example.com")
+    origins = ["https://console.example.com", "https://ops.example.com"]
+    assert load_settings(_env_file=None).ws_allowed_origins == origins
+    monkeypatch.setenv("WAYBILL_WS_ALLOWED_ORIGINS", "*")  # any origin, said explicitly
+    assert load_settings(_env_file=None).ws_allowed_origins == ["*"]
+    # Outside production an empty list still means any origin.
+    monkeypatch.setenv("WAYBILL_ENV", "development")
+    monkeypatch.delenv("WAYBILL_WS_ALLOWED_ORIGINS")
+    assert load_settings(_env_file=None).ws_allowed_origins == []
+
+
+def test_trusted_proxies_are_addresses_or_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WAYBILL_TRUSTED_PROXIES", raising=False)
+    assert load_settings(_env_file=None).trusted_proxies == []  # none by default
+    monkeypatch.setenv("WAYBILL_TRUSTED_PROXIES", "10.0.0.5, 10.1.0.0/16,::1")
+    assert load_settings(_env_file=None).trusted_proxies == ["10.0.0.5/32", "10.1.0.0/16", "::1/128"]
+    for bad in ("*", "proxy.internal", "10.0.0.0/33"):
+        monkeypatch.setenv("WAYBILL_TRUSTED_PROXIES", bad)
+        with pytest.raises(ConfigError, match="not an IP address or CIDR network"):
+            load_settings(_env_file=None)
 
 
 def test_dev_secret_allowed_in_development() -> None:

@@ -124,3 +124,37 @@ async def test_two_api_servers_share_one_limit_across_a_window_boundary(
             await asyncio.sleep(2.1)  # the window has slid past the first burst
             second = await burst()
             assert sum(c != 429 for c in second) == n
+
+
+async def _logins(http: httpx.AsyncClient, email: str, forwarded_for: list[str]) -> list[int]:
+    """Status of a wrong-password login per X-Forwarded-For value, in order."""
+    codes = []
+    for address in forwarded_for:
+        r = await http.post(
+            "/api/v1/auth/login",
+            json={"email": email, "password": "wrong-password"},
+            headers={"X-Forwarded-For": address},
+        )
+        codes.append(r.status_code)
+    return codes
+
+
+async def test_forwarded_for_counts_only_from_a_trusted_proxy(
+    sqlite_url: str, dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """A real uvicorn server on loopback: its proxy-headers middleware decides the client address."""
+    forged = [f"203.0.113.{i}" for i in range(1, 6)]
+    # By default no proxy is trusted, loopback included: the peer's own address is the bucket.
+    async with api_servers(1, sqlite_url, dev_env, tmp_path, rate_limit_login=3) as ([url], tenant):
+        async with httpx.AsyncClient(base_url=url) as http:
+            codes = await _logins(http, tenant.emails[Role.VIEWER], forged)
+            assert codes == [401, 401, 401, 429, 429]
+    # Named as a proxy, 127.0.0.1 is believed: each forwarded address is a client of its own ...
+    async with api_servers(
+        1, sqlite_url, dev_env, tmp_path, rate_limit_login=3, trusted_proxies=["127.0.0.1"]
+    ) as ([url], tenant):
+        async with httpx.AsyncClient(base_url=url) as http:
+            email = tenant.emails[Role.VIEWER]
+            assert await _logins(http, email, forged) == [401] * 5
+            # ... and one forwarded address repeated is limited like one client.
+            assert await _logins(http, email, ["198.51.100.7"] * 4) == [401, 401, 401, 429]
