@@ -168,3 +168,28 @@ async def test_a_revocation_missed_while_unsubscribed_closes_on_resubscription(s
             revocations.start()
         since = time.monotonic()
     await assert_closed_as_revoked(ws, since)
+
+
+async def test_logout_without_a_reachable_denylist_says_it_is_incomplete(sqlite_url: str) -> None:
+    """Redis down (a closed loopback port): logout revokes the refresh tokens but cannot deny the
+    access tokens, and says so with a retryable 503 instead of a 204 that would be untrue."""
+    settings = test_settings(database_url=sqlite_url, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    res = await Resources.open(settings)
+    port = free_port()
+    api = ApiService(res, "127.0.0.1", port)
+    await api.start()
+    try:
+        fleet = await make_fleet(res.sessionmaker, 1)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            pair = await login(http, fleet.driver_emails[0])
+            r = await http.post("/api/v1/auth/logout", json={"refresh_token": pair["refresh_token"]})
+            assert (r.status_code, r.json()["code"], r.headers["retry-after"]) == (
+                503,
+                "logout_incomplete",
+                "1",
+            )
+            r = await http.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+            assert (r.status_code, r.json()["code"]) == (401, "token_revoked")
+    finally:
+        await api.stop()
+        await res.close()
