@@ -128,11 +128,11 @@ class Settings(BaseSettings):
     delivery_pod_max_distance_m: float = Field(default=200.0, gt=0)
     delivery_unassigned_alert_minutes: float = Field(default=30.0, gt=0)
     delivery_batch_max: int = Field(default=1000, ge=1, le=10_000)
-    proof_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    # Request bodies: JSON and CSV up to max_body_bytes, multipart uploads up to max_upload_bytes
     # How long an action waits for its Update's outcome before answering 202 action_pending
     # (docs/deliveries.md): bounded so that a dead worker cannot stall callers.
     action_wait_seconds: float = Field(default=5.0, gt=0, le=60)
+    proof_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Request bodies: JSON and CSV up to max_body_bytes, multipart uploads up to max_upload_bytes
     # (413 beyond).
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(default=12 * 1024 * 1024, ge=1024)
