@@ -62,7 +62,12 @@ async def test_no_token_password_or_secret_reaches_the_logs(
     secrets += [fresh["access_token"], fresh["refresh_token"]]
     await http.post(
         "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
-    )  # reuse: logged warning
+    )  # reuse: logged warning, and the session's access tokens are revoked
+    again = (
+        await http.post("/api/v1/auth/login", json={"email": t.emails[Role.ADMIN], "password": PASSWORD})
+    ).json()
+    secrets += [again["access_token"], again["refresh_token"]]
+    admin = {"Authorization": f"Bearer {again['access_token']}"}
     hook = await http.post(
         "/api/v1/webhooks",
         headers=admin,
