@@ -194,6 +194,8 @@ def worker_env(dev_env: WorkflowEnvironment, database_url: str, queue: str, data
             "DATABASE_URL": database_url,
             "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
             "WAYBILL_TEMPORAL_TASK_QUEUE": queue,
+            # No reconciler schedule: its runs would repair other tests' rows in the shared database.
+            "WAYBILL_RECONCILE_INTERVAL_SECONDS": "0",
             "WAYBILL_DATA_DIR": str(data_dir),
             "WAYBILL_LOG_FORMAT": "json",
         }

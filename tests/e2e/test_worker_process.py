@@ -30,6 +30,8 @@ async def test_worker_runs_work_and_stops_on_sigterm(
             "DATABASE_URL": sqlite_url,
             "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
             "WAYBILL_TEMPORAL_TASK_QUEUE": queue,
+            # No reconciler schedule: its runs would repair other tests' rows in the shared database.
+            "WAYBILL_RECONCILE_INTERVAL_SECONDS": "0",
             "WAYBILL_DATA_DIR": str(tmp_path),
             "WAYBILL_LOG_FORMAT": "json",
         }

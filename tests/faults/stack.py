@@ -211,6 +211,8 @@ class Stack:
                 "WAYBILL_WORKER_METRICS_PORT": "0",
                 "WAYBILL_TEMPORAL_METRICS_PORT": "0",
                 "WAYBILL_ANALYTICS_SCHEDULES": "false",
+                # No reconciler schedule: its runs would repair other tests' rows in the shared database.
+                "WAYBILL_RECONCILE_INTERVAL_SECONDS": "0",
                 "WAYBILL_ACTION_WAIT_SECONDS": str(ACTION_WAIT_S),
                 # Thousands of requests from one address: limits that never trigger, still checked.
                 **{f"WAYBILL_RATE_LIMIT_{k}": "1000000" for k in ("IP", "USER", "LOGIN", "REFRESH")},
