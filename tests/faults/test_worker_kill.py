@@ -71,7 +71,7 @@ async def test_worker_killed_mid_flight_api_stays_up_and_actions_apply_once(up: 
         )
         down_p99 = p99(creates.seconds[before:])
         listing = await get(http, "/api/v1/deliveries?limit=5", headers)
-        down_actions = [c.answers[0] for c in cancels] + [a.answers[-1] for a in again]
+        down_actions = [c.answers[0] for c in cancels]  # sent only while the worker is down
         figures.extra["create p99 worker down"] = f"{down_p99 * 1000:.0f} ms"
         figures.extra["slowest action worker down"] = f"{max(x.seconds for x in down_actions):.1f} s"
         figures.extra["in flight at kill"] = str(in_flight)
@@ -81,8 +81,14 @@ async def test_worker_killed_mid_flight_api_stays_up_and_actions_apply_once(up: 
         assert listing.status == 200, listing.body
         assert down_p99 < 1.0, f"create p99 {down_p99:.2f}s with the worker down"
         assert set(down_codes) <= {"202 action_pending", "503 temporal_unavailable"}, down_codes
-        assert all(x.seconds < ACTION_ANSWER_S for x in down_actions), sorted(x.seconds for x in down_actions)
-        pending = [x for x in down_actions if x.status == 202]
+        # A resent assign the worker had applied just before it died answers its first outcome.
+        resent = [a.answers[-1] for a in again]
+        resent_codes = Counter(f"{x.status} {x.body.get('code', '')}".strip() for x in resent)
+        assert set(resent_codes) <= {"200", "202 action_pending", "503 temporal_unavailable"}, resent_codes
+        assert all(x.body.get("status") == "assigned" for x in resent if x.status == 200)
+        answers = down_actions + resent
+        assert all(x.seconds < ACTION_ANSWER_S for x in answers), sorted(x.seconds for x in answers)
+        pending = [x for x in answers if x.status == 202]
         assert all(x.headers["location"].endswith(x.body["action_id"]) for x in pending)
 
         began = time.monotonic()

@@ -31,7 +31,14 @@ from tests.unit.test_monitoring_files import metric_names
 
 # Metrics of the other processes (API, worker, Temporal SDK); everything else deploy/ uses is the
 # socket server's to export (process_*, python_*, waybill_db_pool_* and waybill_dependency_up too).
-OTHER_PROCESSES = ("temporal_", "waybill_http_", "waybill_activity_", "waybill_deliveries", "waybill_routes")
+OTHER_PROCESSES = (
+    "temporal_",
+    "waybill_http_",
+    "waybill_activity_",
+    "waybill_deliveries",
+    "waybill_routes",
+    "waybill_reconcile_",
+)
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
