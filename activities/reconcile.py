@@ -41,7 +41,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.codec import from_jsonable
 from activities.deliveries import write_projection
 from db.models import DeliveryRow
-from domain.delivery import TERMINAL, DeliveryInput, DeliveryOptions, DeliveryState
+from domain.delivery import TERMINAL, DeliveryOptions, DeliveryState, start_input
 from domain.reconcile import (
     DELIVERY_STATE_QUERY,
     DELIVERY_WORKFLOW_TYPE,
@@ -180,14 +180,9 @@ class ReconcileActivities:
     async def _start(self, client: Client, row: DeliveryRow) -> Finding:
         """Start the workflow a create left unstarted: the API's input, id and policies."""
         state = from_jsonable(DeliveryState, row.state)
-        params = DeliveryInput(
-            delivery_id=state.delivery_id,
-            organization_id=state.organization_id,
-            spec=state.spec,
-            created_by=CREATED_BY,
-            created_at=state.created_at or row.created_at,
-            options=delivery_options(self._r.settings),
-        )
+        if state.created_at is None:
+            state = state.with_(created_at=row.created_at)
+        params = start_input(state, CREATED_BY, delivery_options(self._r.settings))
         try:
             await client.start_workflow(
                 DELIVERY_WORKFLOW_TYPE,

@@ -88,6 +88,14 @@ async def _own_row(
     return row, actor
 
 
+async def _let_go(session: SessionDep, row: DeliveryRow) -> DeliveryState:
+    """The row's state, and the session's connection back to the pool: what follows may wait on
+    Temporal for seconds (a dead worker), and waiting callers must not drain the pool."""
+    state = row_state(row)
+    await session.close()
+    return state
+
+
 async def _act(
     session: SessionDep,
     client: TemporalDep,
@@ -97,10 +105,8 @@ async def _act(
     req: Any,
     key: str | None,
 ) -> DeliveryState:
-    """Run an action on the delivery `row`. The session lets its connection go first: an action may
-    wait on Temporal for seconds (a dead worker), and waiting callers must not drain the pool."""
-    state = row_state(row)
-    await session.close()
+    """Run an action on the delivery `row`."""
+    state = await _let_go(session, row)
     action = update.__name__  # the Update's method name: part of the Update id (action_id)
     return await run_update(client, state, update, req, action=action, key=key, settings=resources.settings)
 
@@ -265,8 +271,7 @@ async def action_result(
     resources: ResourcesDep,
 ) -> DeliveryOut:
     row, _ = await _own_row(user, session, delivery_id)
-    state = row_state(row)
-    await session.close()
+    state = await _let_go(session, row)
     return delivery_out(await action_outcome(client, state, action_id, resources.settings))
 
 

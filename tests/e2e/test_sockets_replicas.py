@@ -22,23 +22,19 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.security.tokens import TokenService
-from db.session import create_engine, create_sessionmaker
 from domain.roles import Role
 from tests.conftest import REDIS_URL
 from tests.e2e.test_dev_command import WAYBILL
-from tests.e2e.test_sockets_sigterm import sockets_env, wait_healthy, wait_replicas
+from tests.e2e.test_sockets_sigterm import seeded_fleet, sockets_env, wait_healthy, wait_replicas
 from tests.integration.sockets.support import (
     access,
-    make_fleet,
     open_socket,
     recv_until,
     staff_token,
     track,
 )
-from tests.support import free_port, test_settings
+from tests.support import free_port
 from waybill.ports import free_port_range
-from waybill.settings import to_async_url
 
 pytestmark = pytest.mark.skipif(
     not REDIS_URL, reason="REDIS_URL not set (`waybill sockets` alone needs Redis)"
@@ -90,13 +86,7 @@ async def driver_connections(http: httpx.AsyncClient, metrics_port: int) -> floa
 async def test_two_replicas_share_the_port_and_every_position_reaches_the_dispatcher(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    engine = create_engine(to_async_url(sqlite_url))
-    try:
-        fleet = await make_fleet(create_sessionmaker(engine), DRIVERS)
-    finally:
-        await engine.dispose()
-    key = secrets.token_urlsafe(48)
-    tokens = TokenService(test_settings(jwt_keys={"e2e": key}))
+    fleet, key, tokens = await seeded_fleet(sqlite_url, DRIVERS)
     proc, port, metrics_base = start_two_replicas(sqlite_url, tmp_path, key)
     url = f"ws://127.0.0.1:{port}"
     sockets = []

@@ -128,6 +128,18 @@ async def drive(url: str, stream: Stream, index: int) -> None:
         stream.close_code = ws.close_code
 
 
+async def seeded_fleet(sqlite_url: str, drivers: int) -> tuple[Fleet, str, TokenService]:
+    """A fleet in the database the socket processes use, the JWT key they are given and tokens
+    signed with it."""
+    engine = create_engine(to_async_url(sqlite_url))
+    try:
+        fleet = await make_fleet(create_sessionmaker(engine), drivers)
+    finally:
+        await engine.dispose()
+    key = secrets.token_urlsafe(48)
+    return fleet, key, TokenService(test_settings(jwt_keys={"e2e": key}))
+
+
 def sockets_env(database_url: str, data_dir: Path, key: str, port: int, **extra: str) -> dict[str, str]:
     """The environment of a `waybill sockets` process under test: Redis as its bus, a fresh prefix."""
     env = {k: v for k, v in os.environ.items() if k not in STORE_VARS and not k.startswith("WAYBILL_")}
@@ -152,13 +164,7 @@ async def test_sigterm_under_load_loses_no_acknowledged_position(
     sqlite_url: str, tmp_path: Path, processes: int
 ) -> None:
     """With `--processes 2` the signal goes to the supervisor, which passes it on to both replicas."""
-    engine = create_engine(to_async_url(sqlite_url))
-    try:
-        fleet: Fleet = await make_fleet(create_sessionmaker(engine), DRIVERS)
-    finally:
-        await engine.dispose()
-    key = secrets.token_urlsafe(48)
-    tokens = TokenService(test_settings(jwt_keys={"e2e": key}))
+    fleet, key, tokens = await seeded_fleet(sqlite_url, DRIVERS)
     streams = [
         Stream(access(tokens, fleet.org, user, Role.DRIVER), vehicle)
         for user, vehicle in zip(fleet.driver_users, fleet.vehicles, strict=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import signal
 import subprocess
 import uuid
@@ -22,15 +21,12 @@ import pytest
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection
 
-from api.security.tokens import TokenService
-from db.session import create_engine, create_sessionmaker
 from domain.roles import Role
 from tests.conftest import REDIS_URL
 from tests.e2e.test_dev_command import WAYBILL
-from tests.e2e.test_sockets_sigterm import GRACE_S, sockets_env, wait_healthy
-from tests.integration.sockets.support import access, make_fleet, open_socket
-from tests.support import free_port, test_settings
-from waybill.settings import to_async_url
+from tests.e2e.test_sockets_sigterm import GRACE_S, seeded_fleet, sockets_env, wait_healthy
+from tests.integration.sockets.support import access, open_socket
+from tests.support import free_port
 
 pytestmark = pytest.mark.skipif(not REDIS_URL, reason="REDIS_URL not set (leases exist only in Redis)")
 
@@ -44,13 +40,7 @@ async def leases_in_redis(r: aioredis.Redis, prefix: str) -> int:
 
 
 async def test_sigterm_releases_every_connection_lease_at_once(sqlite_url: str, tmp_path: Path) -> None:
-    engine = create_engine(to_async_url(sqlite_url))
-    try:
-        fleet = await make_fleet(create_sessionmaker(engine), DRIVERS)
-    finally:
-        await engine.dispose()
-    key = secrets.token_urlsafe(48)
-    tokens = TokenService(test_settings(jwt_keys={"e2e": key}))
+    fleet, key, tokens = await seeded_fleet(sqlite_url, DRIVERS)
     port = free_port()
     env = sockets_env(sqlite_url, tmp_path, key, port, WAYBILL_SOCKETS_METRICS_PORT=str(free_port()))
     prefix = env["WAYBILL_REDIS_PREFIX"]
