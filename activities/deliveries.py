@@ -12,7 +12,6 @@ from sqlalchemy import Table, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.codec import to_json_text, to_jsonable
 from activities.notifications.fanout import signal_notification_workflow
 from db.history.base import DeliveryEvent
 from db.models import DeliveryRow, NotificationOutbox
@@ -20,6 +19,7 @@ from db.upsert import insert_ignoring
 from domain import channels
 from domain.delivery import DeliveryState, Transition
 from domain.notifications import NotificationEvent, event_id
+from plumbing.codec import to_json_text, to_jsonable
 
 if TYPE_CHECKING:
     from waybill.resources import Resources

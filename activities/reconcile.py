@@ -38,7 +38,6 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.codec import from_jsonable
 from activities.deliveries import write_projection
 from db.models import DeliveryRow
 from domain.delivery import TERMINAL, DeliveryOptions, DeliveryState, start_input
@@ -53,10 +52,11 @@ from domain.reconcile import (
     delivery_workflow_id,
 )
 from domain.search_attributes import ORGANIZATION_ID
+from plumbing.codec import from_jsonable
 
 if TYPE_CHECKING:
+    from plumbing.settings import Settings
     from waybill.resources import Resources
-    from waybill.settings import Settings
 
 log = logging.getLogger(__name__)
 PAGE = 200

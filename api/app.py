@@ -10,12 +10,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
 from api.errors import install_error_handlers
-from api.metrics import install_metrics
-from api.nul import NulGuard
-from api.request_context import RequestIdMiddleware
+from api.http.metrics import install_metrics
+from api.http.nul import NulGuard
+from api.http.request_context import RequestIdMiddleware
+from api.http.tracing import TracingMiddleware
 from api.security.http import SecurityMiddleware
 from api.security.rate_limit import IpRateLimitMiddleware
-from api.tracing import TracingMiddleware
 from api.v1 import (
     analytics,
     audit,
@@ -34,9 +34,9 @@ from api.v1 import (
     vehicles,
     webhooks,
 )
-from waybill import __version__, tracing
+from plumbing import __version__, tracing
+from plumbing.settings import Settings
 from waybill.resources import Resources
-from waybill.settings import Settings
 
 DESCRIPTION = """Waybill's REST API. Errors are RFC 9457 problem details with a machine `code`;
 lists are cursor-paginated (`next_cursor`); authenticate with `POST /api/v1/auth/login`."""

@@ -23,7 +23,7 @@ from api.security.tokens import TokenError, TokenType
 from api.security.user_cache import AuthUser
 from db.models import User
 from domain.roles import Role
-from waybill.log_context import bind
+from plumbing.log_context import bind
 from waybill.resources import Resources
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/auth/login")

@@ -1,6 +1,6 @@
 """Analytics backfill over synthetic history: 30 days x 50 vehicles by default.
 
-Writes the history through the stores (waybill/analytics_demo.py), then runs the real backfill:
+Writes the history through the stores (tools/analytics_demo.py), then runs the real backfill:
 AnalyticsBackfillWorkflow on the bundled Temporal dev server with an in-process worker, whose
 activity reads the projection and the history store in chunks. Reports wall time, the Python
 heap peak during the backfill (tracemalloc, which numpy and pandas buffers report to) and the
@@ -31,13 +31,13 @@ from bench.deliveries import DOCS_PATH, cpu_model, say
 from db.migrate import upgrade
 from db.models import Depot, Driver, Organization, Vehicle
 from domain.analytics import BackfillInput
-from waybill.analytics_demo import FleetVehicle, generate
+from plumbing.converter import DATA_CONVERTER
+from plumbing.settings import Settings
+from plumbing.temporal import TemporalConnector
+from tools.analytics_demo import FleetVehicle, generate
 from waybill.resources import Resources
-from waybill.settings import Settings
 from waybill.temporal_dev import temporal_binary
-from workers.client import TemporalConnector
 from workers.compose import plan_queues
-from workers.converter import DATA_CONVERTER
 from workers.schedules import start_backfill, target_for
 
 BEGIN, END = "<!-- bench:analytics:begin -->", "<!-- bench:analytics:end -->"
@@ -141,7 +141,7 @@ def block(facts: dict[str, str], command: str) -> str:
     lines = [
         "## Analytics backfill (`bench/analytics.py`)",
         "",
-        "Synthetic history written through the stores (`waybill/analytics_demo.py`), then the real backfill:",
+        "Synthetic history written through the stores (`tools/analytics_demo.py`), then the real backfill:",
         "`AnalyticsBackfillWorkflow` on the bundled dev server, an in-process worker, one daily report after",
         "another (each reads the projection in 500-row chunks and one vehicle-day of positions at a time).",
         "",

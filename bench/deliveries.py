@@ -59,23 +59,23 @@ from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from activities.reconcile import delivery_options
-from api.delivery_service import start_delivery_workflow
 from api.schemas.deliveries import DeliveryCreate, to_spec
 from api.security.passwords import hash_password
+from api.services.deliveries import start_delivery_workflow
 from db.migrate import upgrade
 from db.models import NotificationOutbox, Organization, User
 from domain.delivery import DeliveryInput
 from domain.ids import uuid7
 from domain.roles import Role
 from domain.search_attributes import KEYWORD_ATTRIBUTES
-from waybill import eventloop
+from plumbing import eventloop
+from plumbing.converter import DATA_CONVERTER
+from plumbing.settings import Settings, redact_url, to_sync_url
+from plumbing.temporal import TemporalConnector, connect
 from waybill.resources import Resources
 from waybill.services import ApiService
-from waybill.settings import Settings, redact_url, to_sync_url
 from waybill.temporal_dev import temporal_binary
-from workers.client import TemporalConnector, connect
 from workers.compose import build_workers
-from workers.converter import DATA_CONVERTER
 from workers.search_attributes import ensure_search_attributes
 
 GOAL_RATIO = 0.8

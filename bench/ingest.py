@@ -391,7 +391,7 @@ async def make_fleet(database_url: str, k: int) -> Fleet:
     from db.session import create_engine, create_sessionmaker
     from domain.ids import uuid7
     from domain.roles import Role
-    from waybill.settings import to_async_url
+    from plumbing.settings import to_async_url
 
     engine = create_engine(to_async_url(database_url))
     try:
@@ -476,7 +476,7 @@ async def forget_positions(database_url: str, org: uuid.UUID) -> int:
 
     from db.models.history import PositionRow
     from db.session import create_engine
-    from waybill.settings import to_async_url
+    from plumbing.settings import to_async_url
 
     engine = create_engine(to_async_url(database_url))
     try:
@@ -616,7 +616,7 @@ async def bench_server(
     port = free_port()
     server_env = child_env()
     if is_waybill(kind):
-        from waybill.ports import free_port_range
+        from plumbing.ports import free_port_range
 
         server_env = {**env, "WAYBILL_SOCKETS_PORT": str(port)}
         if (processes := processes_of(kind)) > 1:
@@ -986,7 +986,7 @@ async def benchmark(args: argparse.Namespace, command: str) -> Outcome:
     from api.security.tokens import TokenService, TokenType
     from db.migrate import upgrade
     from domain.roles import Role
-    from waybill.settings import Settings, redact_url, to_async_url, to_sync_url
+    from plumbing.settings import Settings, redact_url, to_async_url, to_sync_url
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     facts = {
@@ -1120,7 +1120,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    from waybill.settings import redact_url
+    from plumbing.settings import redact_url
 
     parts = [".venv/bin/python -m bench.ingest", f"--connections {args.connections}", f"--rate {args.rate}"]
     parts.append(f"--seconds {args.seconds:g}")
@@ -1142,7 +1142,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from waybill import eventloop
+    from plumbing import eventloop
 
     args = parse_args(argv)
     if args.role == "client":

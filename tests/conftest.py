@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db.migrate import upgrade
 from db.session import create_engine, create_sessionmaker
-from waybill.settings import to_async_url, to_sync_url
+from plumbing.settings import to_async_url, to_sync_url
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("REDIS_URL")
@@ -88,8 +88,8 @@ from temporalio.common import SearchAttributeKey  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from domain.search_attributes import KEYWORD_ATTRIBUTES  # noqa: E402
+from plumbing.converter import DATA_CONVERTER  # noqa: E402
 from waybill.temporal_dev import temporal_binary  # noqa: E402
-from workers.converter import DATA_CONVERTER  # noqa: E402
 from workers.search_attributes import ensure_search_attributes  # noqa: E402
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.security.passwords import hash_password
 from db.models import Organization, User
 from domain.roles import Role
-from waybill.settings import Settings
+from plumbing.settings import Settings
 
 PASSWORD = "correct-horse-battery"
 

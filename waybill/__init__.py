@@ -1,8 +1,6 @@
-"""Waybill application shell: settings, logging, the `waybill` CLI and the dev supervisor."""
+"""The composition root: the `waybill` CLI, the `waybill dev` supervisor and the wiring of stores to
+the API, socket and worker processes. Nothing below imports it."""
 
-from importlib.metadata import PackageNotFoundError, version
+from plumbing import __version__
 
-try:
-    __version__ = version("waybill")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0+unknown"
+__all__ = ["__version__"]

@@ -11,12 +11,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from waybill import __version__, eventloop, tracing
-from waybill.analytics_cli import add_analytics_parser, run_analytics
-from waybill.logging import configure_logging
-from waybill.ports import PortClaim, PortInUse, ensure_ports_free
-from waybill.settings import ConfigError, Settings, load_settings
-from waybill.simulate_cli import add_simulate_parser, run_simulate
+from plumbing import __version__, eventloop, tracing
+from plumbing.logging import configure_logging
+from plumbing.ports import PortClaim, PortInUse, ensure_ports_free
+from plumbing.settings import ConfigError, Settings, load_settings
+from tools.analytics_cli import add_analytics_parser, run_analytics
+from tools.simulate_cli import add_simulate_parser, run_simulate
 from waybill.socket_replicas import current_replica, replica_ports, run_replicas
 
 log = logging.getLogger("waybill")
@@ -99,7 +99,7 @@ async def _run_role(settings: Settings, role: str, queue: str) -> int:
 
     temporal = None
     if role == "worker":  # only the worker serves the SDK's metrics (one port per host otherwise clashes)
-        from workers.client import TemporalConnector
+        from plumbing.temporal import TemporalConnector
         from workers.metrics import sdk_metrics_runtime
 
         temporal = TemporalConnector(settings, runtime=sdk_metrics_runtime(settings))
@@ -140,7 +140,7 @@ def _tune_gc_for_sockets() -> None:
 async def _seed(settings: Settings, drivers: int = 2) -> int:
     from db.migrate import upgrade
     from db.session import create_engine, create_sessionmaker
-    from waybill.seed import format_credentials, seed_demo
+    from tools.seed import format_credentials, seed_demo
 
     await asyncio.to_thread(upgrade, settings.sync_database_url)
     engine = create_engine(settings.async_database_url)
@@ -157,7 +157,7 @@ async def _check(settings: Settings) -> int:
 
     from domain.health import SystemCheckInput
     from domain.ids import uuid7
-    from workers.client import connect
+    from plumbing.temporal import connect
     from workflows.system_check import SystemCheckWorkflow
 
     client = await connect(settings)
@@ -179,7 +179,7 @@ async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
 
     from domain.ids import uuid7
     from domain.reconcile import ReconcileInput
-    from workers.client import connect
+    from plumbing.temporal import connect
     from workflows.reconcile import ReconcileWorkflow
 
     if args.org is not None:
@@ -217,7 +217,7 @@ async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
 async def _doctor(settings: Settings, *, as_json: bool) -> int:
     from dataclasses import asdict
 
-    from waybill.doctor import Verdict, format_findings, run_doctor
+    from tools.doctor import Verdict, format_findings, run_doctor
 
     findings = await run_doctor(settings)
     text = json.dumps([asdict(f) for f in findings], indent=2) if as_json else format_findings(findings)
@@ -226,8 +226,8 @@ async def _doctor(settings: Settings, *, as_json: bool) -> int:
 
 
 def _backup_or_restore(settings: Settings, args: argparse.Namespace) -> int:
-    from waybill.backup import BackupError, backup, restore
-    from waybill.settings import redact_url
+    from plumbing.settings import redact_url
+    from tools.backup import BackupError, backup, restore
 
     try:
         if args.command == "backup":
@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "reconcile":
             return asyncio.run(_reconcile(settings, args))
         if args.command == "import":
-            from waybill.import_cli import run_import
+            from tools.import_cli import run_import
 
             return asyncio.run(run_import(settings, args.file, args.org, args.as_email))
         if args.command == "analytics":

@@ -7,13 +7,13 @@ import logging
 import sys
 
 from db.migrate import upgrade
-from waybill.ports import PortClaim, ensure_ports_free
+from plumbing.ports import PortClaim, ensure_ports_free
+from plumbing.settings import Settings, redact_url
+from plumbing.temporal import TemporalConnector, connect
+from tools.seed import format_credentials, seed_demo
 from waybill.resources import Resources
-from waybill.seed import format_credentials, seed_demo
 from waybill.services import ApiService, Service, SocketService, WorkerService, run_services
-from waybill.settings import Settings, redact_url
 from waybill.temporal_dev import TemporalDevServer
-from workers.client import TemporalConnector, connect
 from workers.compose import QUEUE_NAMES
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.create_writes import close_writes
 from api.security.denylist import SessionDenylist
 from api.security.tokens import TokenService
 from api.security.user_cache import UserCache
@@ -20,9 +19,10 @@ from db.bus.base import CacheBus
 from db.bus.factory import create_cache_bus
 from db.history.base import HistoryStore
 from db.history.factory import create_history_store
+from db.repositories.delivery_writes import close_writes
 from db.session import create_engine, create_sessionmaker
-from waybill.settings import Settings
-from workers.client import TemporalConnector
+from plumbing.settings import Settings
+from plumbing.temporal import TemporalConnector
 
 
 @dataclass

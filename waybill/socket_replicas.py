@@ -31,8 +31,8 @@ import sys
 import time
 from types import FrameType
 
-from waybill.ports import PortClaim
-from waybill.settings import ConfigError, Settings
+from plumbing.ports import PortClaim
+from plumbing.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2

@@ -15,8 +15,8 @@ from pathlib import Path
 from temporalio.client import Client
 
 from domain.search_attributes import KEYWORD_ATTRIBUTES
-from waybill.settings import ConfigError, Settings
-from workers.client import connect
+from plumbing.settings import ConfigError, Settings
+from plumbing.temporal import connect
 
 PR_SET_PDEATHSIG = 1
 

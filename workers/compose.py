@@ -21,8 +21,8 @@ from activities.analytics.activities import AnalyticsActivities
 from activities.deliveries import DeliveryActivities
 from activities.notifications.activities import NotificationActivities
 from activities.reconcile import ReconcileActivities
-from activities.route_planning import RoutePlanningActivities
-from activities.routing.activities import RoutingActivities
+from activities.routing.optimize import RoutingActivities
+from activities.routing.planning import RoutePlanningActivities
 from activities.system_check import SystemCheckActivities
 from waybill.resources import Resources
 from workers import code_cache

@@ -8,7 +8,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
-from waybill.log_context import bound
+from plumbing.log_context import bound
 
 
 class LogContextInterceptor(Interceptor):

@@ -27,9 +27,9 @@ from temporalio.worker import (
 
 from db.models import DeliveryRow, RouteRow
 from domain.reconcile import FindingKind, ReconcileResult
-from waybill.process_metrics import add_process_collectors
+from plumbing.process_metrics import add_process_collectors
+from plumbing.settings import Settings
 from waybill.resources import Resources
-from waybill.settings import Settings
 
 log = logging.getLogger(__name__)
 OPEN_STATUSES = ("pending", "assigned", "picked_up", "out_for_delivery", "arrived")

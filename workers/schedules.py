@@ -53,8 +53,8 @@ from workflows.analytics import AnalyticsBackfillWorkflow, AnalyticsDailyWorkflo
 from workflows.reconcile import ReconcileWorkflow
 
 if TYPE_CHECKING:
+    from plumbing.settings import Settings
     from waybill.resources import Resources
-    from waybill.settings import Settings
 
 log = logging.getLogger(__name__)
 CONCURRENCY = 8

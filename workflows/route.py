@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.route_planning import RoutePlanningActivities
+    from activities.routing.planning import RoutePlanningActivities
     from domain.delivery import EtaSignal
     from domain.routes import (
         FINISHED,

@@ -13,7 +13,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.route_planning import RoutePlanningActivities
+    from activities.routing.planning import RoutePlanningActivities
     from domain.route_plans import (
         ApplyInput,
         ApplyPlanRequest,

@@ -18,7 +18,7 @@ import httpcore
 import httpx
 
 from domain.egress import EgressPolicy, literal_address
-from waybill.settings import Environment, Settings
+from plumbing.settings import Environment, Settings
 
 
 class EgressRefused(Exception):

@@ -7,7 +7,7 @@ import smtplib
 from email.message import EmailMessage
 from email.utils import make_msgid
 
-from waybill.settings import Settings
+from plumbing.settings import Settings
 
 
 class EmailSender:

@@ -13,7 +13,7 @@ from domain.notifications import (
     NotificationInput,
     notification_workflow_id,
 )
-from waybill.settings import Settings
+from plumbing.settings import Settings
 
 
 def notification_config(settings: Settings) -> NotificationConfig:

@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.codec import from_jsonable, to_jsonable
 from activities.notifications.rules import channels_for, effective_rules
 from activities.notifications.templates import render
 from db.models import (
@@ -27,7 +26,8 @@ from db.upsert import insert_ignoring
 from domain.delivery import DeliveryState
 from domain.ids import uuid7
 from domain.notifications import EVENT_NAMES, EventPlan, NotificationEvent, Send, webhook_event_type
-from waybill.settings import Settings
+from plumbing.codec import from_jsonable, to_jsonable
+from plumbing.settings import Settings
 
 STAFF = ("admin", "dispatcher")
 

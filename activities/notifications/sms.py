@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from waybill.settings import Settings
+from plumbing.settings import Settings
 
 
 class SmsError(Exception):

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from activities.notifications.egress import EgressRefused, egress_policy, webhook_client
 from activities.notifications.signing import SIGNATURE_HEADER, sign
 from db.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
-from waybill.settings import Settings
+from plumbing.settings import Settings
 
 USER_AGENT = "Waybill-Webhooks/1"
 

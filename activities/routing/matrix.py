@@ -18,7 +18,7 @@ from typing import Protocol
 from db.bus.base import KeyValueCache
 from domain.geo import LatLon, haversine_m
 from domain.routing import UNREACHABLE, TravelMatrix
-from waybill.settings import ROUTING_SPEEDS_KMH
+from plumbing.settings import ROUTING_SPEEDS_KMH
 
 DEFAULT_SPEEDS_KMH: Mapping[str, float] = ROUTING_SPEEDS_KMH
 DEFAULT_SPEED_KMH = 35.0  # a profile the speed table does not name

@@ -5,12 +5,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic_core import PydanticCustomError
 
-from api.nul import NUL_MESSAGE, contains_nul
+from api.http.nul import NUL_MESSAGE, contains_nul
 
 
 class Input(BaseModel):
     """Base of every request body: unknown fields are an error, strings are stripped, and no text may
-    hold a NUL (PostgreSQL refuses it; api/nul.py), so that is a 422 naming the field on every backend."""
+    hold a NUL (PostgreSQL refuses it; api/http/nul.py), so that is a 422 naming the field on every
+    backend."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 

@@ -19,7 +19,7 @@ import jwt
 
 from domain.ids import uuid7
 from domain.roles import Role
-from waybill.settings import Settings
+from plumbing.settings import Settings
 
 
 class TokenType(StrEnum):

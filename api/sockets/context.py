@@ -7,10 +7,10 @@ import time
 
 from websockets.asyncio.server import ServerConnection
 
+from api.sockets.arrivals import Tracker
 from api.sockets.fanout import Hub, Outbox
 from api.sockets.ingest import Ingest
 from api.sockets.metrics import SocketMetrics
-from api.sockets.tracking import Tracker
 from domain.positions import FilterConfig
 from waybill.resources import Resources
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from websockets.asyncio.server import ServerConnection
 
-from api.nul import storable
+from api.http.nul import storable
 from api.security.tokens import TokenClaims
 from api.sockets.context import Context
 from api.sockets.fanout import Listener

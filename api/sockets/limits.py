@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 
 from domain.ids import uuid7
 from domain.roles import Role
-from waybill.settings import Settings
+from plumbing.settings import Settings
 
 log = logging.getLogger(__name__)
 

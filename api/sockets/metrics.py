@@ -34,11 +34,11 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from domain.positions import Reject
-from waybill.process_metrics import add_process_collectors
+from plumbing.process_metrics import add_process_collectors
 
 if TYPE_CHECKING:
+    from api.sockets.arrivals import Tracker
     from api.sockets.ingest import Ingest
-    from api.sockets.tracking import Tracker
     from waybill.resources import Resources
 
 ENDPOINTS = ("driver", "dispatch")
@@ -167,7 +167,7 @@ class SocketMetrics:
                 await self._check
 
     async def _check_dependencies(self, resources: Resources) -> None:
-        from api.readiness import readiness  # the checks /ready makes on the API
+        from api.http.readiness import readiness  # the checks /ready makes on the API
 
         try:
             verdicts = await readiness(resources)

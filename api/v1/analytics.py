@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from api import analytics_charts as charts
 from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
 from api.errors import ProblemError
 from api.schemas.analytics import (
@@ -24,6 +23,7 @@ from api.schemas.analytics import (
     ReportOut,
     RouteKpiOut,
 )
+from api.services import analytics_charts as charts
 from api.v1 import PREFIX
 from db.models import AnalyticsReport
 from db.repositories.analytics import reports_between

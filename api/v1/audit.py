@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
 from api.deps import CurrentUser, SessionDep, require_roles
-from api.pagination import Page, PageDep, make_page
+from api.http.pagination import Page, PageDep, make_page
 from api.schemas.users import AuditEventOut
 from api.v1 import PREFIX
 from db.models import AuditEvent

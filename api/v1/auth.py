@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
 
-from api.audit import AuditAction, audit, audit_by
 from api.deps import ResourcesDep, SessionDep, UserDep
 from api.errors import ProblemError
 from api.schemas.auth import LoginIn, MeOut, PasswordChangeIn, RefreshIn, TokenPair
 from api.security.passwords import hash_password, verify_password
 from api.security.rate_limit import client_ip, enforce
 from api.security.tokens import TokenError, TokenService, TokenType
+from api.services.audit import AuditAction, audit, audit_by
 from api.v1 import PREFIX
 from db.models import Organization, RefreshToken, User
 from db.repositories.accounts import RefreshTokenRepository, find_login

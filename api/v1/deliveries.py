@@ -11,19 +11,9 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 from pydantic import ValidationError
 from sqlalchemy import or_, select
 
-from api.audit import AuditAction, audit_by
-from api.delivery_service import (
-    action_outcome,
-    actor_for,
-    create_delivery,
-    load_row,
-    query_state,
-    row_state,
-    run_update,
-)
 from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles, temporal_client
 from api.errors import ProblemError
-from api.pagination import Page, PageDep, make_page
+from api.http.pagination import Page, PageDep, make_page
 from api.schemas.deliveries import (
     AssignIn,
     BatchCreate,
@@ -40,6 +30,16 @@ from api.schemas.deliveries import (
     RescheduleIn,
     UnassignIn,
     delivery_out,
+)
+from api.services.audit import AuditAction, audit_by
+from api.services.deliveries import (
+    action_outcome,
+    actor_for,
+    create_delivery,
+    load_row,
+    query_state,
+    row_state,
+    run_update,
 )
 from api.v1 import PREFIX
 from api.v1.crud import require_reference

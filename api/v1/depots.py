@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Response
 
 from api.deps import CurrentUser, SessionDep, require_roles
 from api.errors import ProblemError
-from api.pagination import Page, PageDep, make_page
+from api.http.pagination import Page, PageDep, make_page
 from api.schemas.common import Coordinates
 from api.schemas.fleet import DepotCreate, DepotOut, DepotUpdate
 from api.v1 import PREFIX

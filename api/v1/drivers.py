@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import CurrentUser, SessionDep, require_roles
 from api.errors import ProblemError
-from api.pagination import Page, PageDep, make_page
+from api.http.pagination import Page, PageDep, make_page
 from api.schemas.fleet import DriverCreate, DriverOut, DriverUpdate
 from api.v1 import PREFIX
 from api.v1.crud import add_or_conflict, changes, fetch, flush_or_conflict, require_reference

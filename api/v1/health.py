@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.errors import problem_response
-from api.readiness import readiness
-from waybill import __version__
+from api.http.readiness import readiness
+from plumbing import __version__
 from waybill.resources import Resources
 
 router = APIRouter(tags=["health"])

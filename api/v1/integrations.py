@@ -12,8 +12,6 @@ from fastapi import APIRouter, Depends, Header, Response, UploadFile
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from api.delivery_import import ImportFileError, import_deliveries
-from api.delivery_service import create_delivery
 from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
 from api.errors import ProblemError, not_found
 from api.schemas.deliveries import DeliveryCreate, delivery_out
@@ -26,6 +24,8 @@ from api.schemas.integrations import (
     OrderResult,
     order_to_delivery,
 )
+from api.services.deliveries import create_delivery
+from api.services.delivery_import import ImportFileError, import_deliveries
 from api.v1 import PREFIX
 from db.models import ApiKey
 from domain.roles import FLEET_WRITERS, Role

@@ -10,11 +10,9 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
 from activities.notifications.rules import RulesError, effective_rules, validate_rules
-from api.delivery_service import load_row
 from api.deps import CurrentUser, SessionDep, require_roles
 from api.errors import ProblemError, not_found
-from api.listing import page_of
-from api.pagination import Page, PageDep
+from api.http.pagination import Page, PageDep
 from api.schemas.notifications import (
     DeliveryPrefsIn,
     DeliveryPrefsOut,
@@ -22,8 +20,10 @@ from api.schemas.notifications import (
     NotificationSettingsIn,
     NotificationSettingsOut,
 )
+from api.services.deliveries import load_row
 from api.v1 import PREFIX
 from db.models import DeliveryNotificationPrefs, NotificationRow, NotificationSettingsRow
+from db.repositories.listing import page_of
 from domain.roles import ALL_ROLES, FLEET_WRITERS, Role
 
 router = APIRouter(prefix=f"{PREFIX}/notifications", tags=["notifications"])

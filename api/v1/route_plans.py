@@ -13,10 +13,9 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.codec import from_jsonable, to_jsonable
 from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
 from api.errors import ProblemError, not_found
-from api.pagination import Page, PageDep, make_page
+from api.http.pagination import Page, PageDep, make_page
 from api.schemas.routing import RoutePlanCreate, RoutePlanOut, plan_out
 from api.v1 import PREFIX
 from api.v1.crud import require_reference, require_references
@@ -27,6 +26,7 @@ from db.upsert import insert_ignoring
 from domain.ids import uuid7
 from domain.roles import ALL_ROLES, FLEET_WRITERS
 from domain.route_plans import ApplyPlanRequest, PlanRequest, PlanState, PlanStatus
+from plumbing.codec import from_jsonable, to_jsonable
 from workflows.route_plan import RoutePlanWorkflow, plan_workflow_id
 
 router = APIRouter(prefix=f"{PREFIX}/route-plans", tags=["routing"])

@@ -13,7 +13,6 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.codec import from_jsonable
 from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
 from api.errors import ProblemError, not_found
 from api.schemas.routing import ResequenceIn, RouteOut, route_out
@@ -22,6 +21,7 @@ from db.models import RouteRow
 from db.repositories.fleet import DriverRepository
 from domain.roles import ALL_ROLES, FLEET_WRITERS, Role
 from domain.routes import ResequenceRequest, RouteState, StopStatus, route_travel_s
+from plumbing.codec import from_jsonable
 from workflows.route import RouteWorkflow
 
 router = APIRouter(prefix=f"{PREFIX}/routes", tags=["routing"])

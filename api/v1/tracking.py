@@ -13,8 +13,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from api.audit import audit_by
-from api.delivery_service import load_row
 from api.deps import CurrentUser, ResourcesDep, SessionDep, require_roles
 from api.errors import PROBLEM_JSON, ProblemError, not_found
 from api.schemas.common import Coordinates
@@ -28,7 +26,9 @@ from api.schemas.tracking import (
     TrackOut,
     VehiclePositionOut,
 )
-from api.tracking import (
+from api.services.audit import audit_by
+from api.services.deliveries import load_row
+from api.services.live_tracking import (
     cache_unavailable,
     delivery_tracking,
     latest_position,
@@ -36,7 +36,7 @@ from api.tracking import (
     point_out,
     simplified,
 )
-from api.tracking_share import link_not_found, public_view, read_link, share_ttl, share_url
+from api.services.tracking_links import link_not_found, public_view, read_link, share_ttl, share_url
 from api.v1 import PREFIX
 from db.bus.base import GEO_MAX_LAT
 from db.models import DeliveryRow, Vehicle

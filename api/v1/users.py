@@ -8,12 +8,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from api.audit import AuditAction, audit_by
 from api.deps import CurrentUser, ResourcesDep, SessionDep, UserDep, require_roles
 from api.errors import ProblemError
-from api.pagination import Page, PageDep, make_page
+from api.http.pagination import Page, PageDep, make_page
 from api.schemas.users import UserCreate, UserOut, UserUpdate
 from api.security.passwords import hash_password
+from api.services.audit import AuditAction, audit_by
 from api.v1 import PREFIX
 from api.v1.crud import changes, fetch
 from db.models import User

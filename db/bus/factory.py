@@ -5,7 +5,7 @@ from __future__ import annotations
 from db.bus.base import CacheBus
 from db.bus.memory import MemoryCacheBus
 from db.bus.redis import RedisCacheBus
-from waybill.settings import Settings
+from plumbing.settings import Settings
 
 
 def create_cache_bus(settings: Settings) -> CacheBus:

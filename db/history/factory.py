@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.history.base import HistoryStore
 from db.history.mongo import MongoHistoryStore
 from db.history.sql import SqlHistoryStore
-from waybill.settings import Settings
+from plumbing.settings import Settings
 
 
 def create_history_store(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> HistoryStore:

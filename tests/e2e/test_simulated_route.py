@@ -26,8 +26,8 @@ from websockets.asyncio.client import connect
 from domain.geo import LatLon, haversine_m
 from tests.e2e.test_dev_command import WAYBILL, DevProcess, login_dispatcher
 from tests.support import free_port
-from waybill.seed import DEMO_DOMAIN, DEV_PASSWORD
-from waybill.simulate import (
+from tools.seed import DEMO_DOMAIN, DEV_PASSWORD
+from tools.simulate import (
     DriverApi,
     DriverLink,
     SimulateOptions,

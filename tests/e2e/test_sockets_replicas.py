@@ -23,6 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from domain.roles import Role
+from plumbing.ports import free_port_range
 from tests.conftest import REDIS_URL
 from tests.e2e.test_dev_command import WAYBILL
 from tests.e2e.test_sockets_sigterm import seeded_fleet, sockets_env, wait_healthy, wait_replicas
@@ -34,7 +35,6 @@ from tests.integration.sockets.support import (
     track,
 )
 from tests.support import free_port
-from waybill.ports import free_port_range
 
 pytestmark = pytest.mark.skipif(
     not REDIS_URL, reason="REDIS_URL not set (`waybill sockets` alone needs Redis)"

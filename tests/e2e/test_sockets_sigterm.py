@@ -38,12 +38,12 @@ from api.security.tokens import TokenService
 from db.history.sql import SqlHistoryStore
 from db.session import create_engine, create_sessionmaker
 from domain.roles import Role
+from plumbing.ports import free_port_range
+from plumbing.settings import to_async_url
 from tests.conftest import REDIS_URL
 from tests.e2e.test_dev_command import STORE_VARS, WAYBILL
 from tests.integration.sockets.support import Fleet, access, make_fleet
 from tests.support import free_port, test_settings
-from waybill.ports import free_port_range
-from waybill.settings import to_async_url
 
 pytestmark = pytest.mark.skipif(
     not REDIS_URL, reason="REDIS_URL not set (`waybill sockets` alone needs Redis)"

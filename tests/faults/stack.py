@@ -43,13 +43,13 @@ from db.models import DeliveryRow, IdempotencyKey
 from db.session import create_engine, create_sessionmaker
 from domain.delivery import TERMINAL, DeliveryStatus
 from domain.roles import Role
+from plumbing.settings import to_async_url
 from tests.conftest import REDIS_URL, TEST_DATABASE_URL
 from tests.e2e.test_dev_command import STORE_VARS, WAYBILL
 from tests.e2e.test_worker_crash import WorkerProcess
 from tests.faults.report import Figures
 from tests.integration.sockets.support import Fleet, access, staff_token
 from tests.support import free_port, test_settings
-from waybill.settings import to_async_url
 from waybill.temporal_dev import TemporalDevServer
 from workflows.delivery import DeliveryWorkflow
 

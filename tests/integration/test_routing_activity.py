@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.routing.activities import RoutingActivities
 from activities.routing.matrix import CachedMatrices, HaversineProvider
+from activities.routing.optimize import RoutingActivities
 from db.bus.memory import MemoryCacheBus
 from domain.geo import LatLon
 from domain.routing import (

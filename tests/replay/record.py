@@ -40,13 +40,13 @@ from domain.reconcile import ReconcileInput
 from domain.route_plans import ApplyPlanRequest, DispatchInput, PlanRequest, dispatch_workflow_id
 from domain.routes import ResequenceRequest, RouteInput, RouteStop
 from domain.search_attributes import KEYWORD_ATTRIBUTES
+from plumbing.converter import DATA_CONVERTER
+from plumbing.temporal import TemporalConnector
 from tests.integration.workflows.delivery_support import DISPATCHER, DROP, driver, make_input
 from tests.support import make_tenant, test_settings
 from waybill.resources import Resources
 from waybill.temporal_dev import temporal_binary
-from workers.client import TemporalConnector
 from workers.compose import build_workers
-from workers.converter import DATA_CONVERTER
 from workflows.delivery import DeliveryWorkflow
 from workflows.dispatch import DispatchWorkflow
 from workflows.reconcile import ReconcileWorkflow

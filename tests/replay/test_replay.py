@@ -9,7 +9,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
-from workers.converter import DATA_CONVERTER
+from plumbing.converter import DATA_CONVERTER
 from workflows.delivery import DeliveryWorkflow
 from workflows.dispatch import DispatchWorkflow
 from workflows.reconcile import ReconcileWorkflow

@@ -15,7 +15,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.converter import DataConverter
 
 from domain.delivery import DeliveryInput, DeliveryStatus, Transition
-from workers.converter import DATA_CONVERTER
+from plumbing.converter import DATA_CONVERTER
 
 HISTORIES = Path(__file__).parents[1] / "replay" / "histories"
 STARTED = ("EVENT_TYPE_WORKFLOW_EXECUTION_STARTED", "workflowExecutionStartedEventAttributes")

@@ -13,7 +13,7 @@ import pytest
 from pydantic import AliasChoices
 
 from domain.search_attributes import KEYWORD_ATTRIBUTES
-from waybill.settings import Settings
+from plumbing.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_EXAMPLE = ROOT / ".env.example"

@@ -9,8 +9,8 @@ import pytest
 
 from activities.notifications.egress import egress_policy
 from domain.egress import EgressPolicy, address_kind, literal_address
+from plumbing.settings import Environment, Settings
 from tests.support import test_settings
-from waybill.settings import Environment, Settings
 
 STRICT = EgressPolicy()
 

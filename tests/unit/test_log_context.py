@@ -7,8 +7,8 @@ import io
 import json
 import logging
 
-from waybill.log_context import ContextFilter, bind, bound, current
-from waybill.logging import JsonFormatter, TextFormatter
+from plumbing.log_context import ContextFilter, bind, bound, current
+from plumbing.logging import JsonFormatter, TextFormatter
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 

@@ -13,7 +13,7 @@ from activities.notifications.rules import (
 )
 from activities.notifications.signing import sign, verify
 from activities.notifications.templates import LOCALES, TEMPLATES, render
-from api.delivery_import import ImportFileError, parse_csv, row_body
+from api.services.delivery_import import ImportFileError, parse_csv, row_body
 from domain.notifications import PUBLIC_EVENTS
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from domain.geo import LatLon, haversine_m
 from domain.paths import Leg, bearing_deg, interpolate
-from waybill.simulate import proof_png
+from tools.simulate import proof_png
 
 BERLIN = LatLon(52.5219, 13.4132)
 coords = st.builds(

@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from api.app import create_app
-from api.nul import NUL_MESSAGE, contains_nul
+from api.http.nul import NUL_MESSAGE, contains_nul
 from api.schemas.common import Input
 from api.schemas.fleet import VehicleCreate
 from tests.support import test_settings

@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from waybill.settings import DEV_JWT_SECRET, ConfigError, load_settings, redact_url, to_async_url, to_sync_url
+from plumbing.settings import (
+    DEV_JWT_SECRET,
+    ConfigError,
+    load_settings,
+    redact_url,
+    to_async_url,
+    to_sync_url,
+)
 
 
 def test_embedded_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

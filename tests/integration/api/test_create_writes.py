@@ -1,4 +1,5 @@
-"""Creates' claims and rows sent together on PostgreSQL (api/create_writes.py), against the real database.
+"""Creates' claims and rows sent together on PostgreSQL (db/repositories/delivery_writes.py), against
+the real database.
 
 - Concurrent creates share round trips, and every one of them gets its own answer and its own row.
 - Two creates with one Idempotency-Key in the same round trip: one claim, one row.
@@ -20,20 +21,20 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from api.create_writes import CreateWrites, Statement
-from api.delivery_service import _CLAIM_AND_ROW_PG as CLAIM
-from api.delivery_service import _ROW_PG as ROW
-from api.delivery_service import (
+from api.schemas.deliveries import DeliveryCreate, to_spec
+from api.services.deliveries import _CLAIM_AND_ROW_PG as CLAIM
+from api.services.deliveries import _ROW_PG as ROW
+from api.services.deliveries import (
     _claim_and_row_params,
     _initial_state,
     _row_values,
 )
-from api.schemas.deliveries import DeliveryCreate, to_spec
 from db.models import DeliveryRow, IdempotencyKey
+from db.repositories.delivery_writes import CreateWrites, Statement
 from db.session import create_engine, create_sessionmaker
 from domain.ids import uuid7
+from plumbing.settings import to_async_url
 from tests.support import make_tenant
-from waybill.settings import to_async_url
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from api.delivery_service import request_hash
 from api.schemas.deliveries import DeliveryCreate
+from api.services.deliveries import request_hash
 from db.models import IdempotencyKey
 from tests.integration.api.conftest import Fleet, LoginFn
 from tests.integration.api.test_auth import assert_problem

@@ -22,21 +22,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from api.delivery_service import _row_values, workflow_id
 from api.schemas.deliveries import DeliveryCreate, to_spec
+from api.services.deliveries import _row_values, workflow_id
 from db.models import DeliveryRow
 from domain.delivery import DeliveryState, DeliveryStatus
 from domain.ids import uuid7
 from domain.roles import Role
+from plumbing.converter import DATA_CONVERTER
+from plumbing.temporal import TemporalConnector
 from tests.integration.api.conftest import Fleet, LoginFn
 from tests.integration.api.test_deliveries import body
 from tests.support import PASSWORD, free_port, make_tenant, test_settings
 from waybill.resources import Resources
 from waybill.services import ApiService
 from waybill.temporal_dev import temporal_binary
-from workers.client import TemporalConnector
 from workers.compose import build_workers
-from workers.converter import DATA_CONVERTER
 
 WAIT = 1.0  # WAYBILL_ACTION_WAIT_SECONDS of the APIs below
 

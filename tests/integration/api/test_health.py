@@ -5,11 +5,11 @@ from dataclasses import replace
 
 import httpx
 
+from plumbing.temporal import TemporalConnector
 from tests.integration.api.test_auth import assert_problem
 from tests.support import free_port
 from waybill.resources import Resources
 from waybill.services import ApiService
-from workers.client import TemporalConnector
 
 
 async def test_health_ready_metrics(http: httpx.AsyncClient) -> None:

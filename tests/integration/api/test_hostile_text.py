@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.nul import NUL_MESSAGE
+from api.http.nul import NUL_MESSAGE
 from domain.roles import Role
 from tests.integration.api.conftest import Fleet, LoginFn
 from tests.support import Tenant

@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from domain.roles import Role
+from plumbing.log_context import ContextFilter
+from plumbing.logging import JsonFormatter, configure_logging
 from tests.integration.api.conftest import Fleet
 from tests.integration.api.test_deliveries import act, body
 from tests.support import PASSWORD
-from waybill.log_context import ContextFilter
-from waybill.logging import JsonFormatter, configure_logging
 
 SECRET = "whsec-the-receiver-shares-this-0123456789"
 

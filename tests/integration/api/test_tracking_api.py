@@ -26,6 +26,7 @@ from api.sockets.ingest import Ingest, VehicleRef
 from domain.positions import FilterConfig, Fix
 from domain.roles import Role
 from domain.routes import EtaReport
+from plumbing.temporal import TemporalConnector
 from tests.conftest import REDIS_URL
 from tests.integration.api.conftest import Fleet, LoginFn
 from tests.integration.api.test_deliveries import body
@@ -34,7 +35,6 @@ from tests.integration.api.test_routing import DEPOT, noon_zone, poll
 from tests.support import PASSWORD, Tenant, free_port, make_tenant
 from waybill.resources import Resources
 from waybill.services import ApiService
-from workers.client import TemporalConnector
 from workflows.route import RouteWorkflow
 
 BUSES = [

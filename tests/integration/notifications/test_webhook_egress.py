@@ -29,14 +29,14 @@ from activities.notifications import egress
 from activities.notifications.webhooks import attempt_webhook
 from db.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from domain.roles import Role
+from plumbing.settings import Environment, Settings
+from plumbing.temporal import TemporalConnector
 from tests.integration.notifications.conftest import Org
 from tests.integration.notifications.helpers import delivery_body, notifications_done, post, unique_path
 from tests.integration.notifications.receivers import HttpReceiver, wait_for
 from tests.support import PASSWORD, free_port, make_tenant, test_settings
 from waybill.resources import Resources
 from waybill.services import ApiService
-from waybill.settings import Environment, Settings
-from workers.client import TemporalConnector
 
 TRAP_HOST = "127.0.0.2"  # loopback, but not on the fixtures' allowlist
 NAME = "hooks.example.test"

@@ -15,11 +15,11 @@ from sqlalchemy import create_engine, inspect, text
 from db.migrate import upgrade
 from db.session import create_engine as create_async_engine
 from db.session import create_sessionmaker
+from plumbing.settings import ConfigError, to_async_url, to_sync_url
 from tests.conftest import SQL_BACKENDS
-from waybill.backup import BackupError, backup, prune, restore
+from tools.backup import BackupError, backup, prune, restore
+from tools.seed import seed_demo
 from waybill.cli import main
-from waybill.seed import seed_demo
-from waybill.settings import ConfigError, to_async_url, to_sync_url
 
 
 def fingerprint(url: str) -> dict[str, tuple[int, str]]:

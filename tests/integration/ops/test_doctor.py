@@ -9,10 +9,10 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
+from plumbing.temporal import TemporalConnector
 from tests.support import free_port, test_settings
-from waybill.doctor import Verdict, format_findings, run_doctor
+from tools.doctor import Verdict, format_findings, run_doctor
 from waybill.resources import Resources
-from workers.client import TemporalConnector
 from workers.compose import build_workers
 
 

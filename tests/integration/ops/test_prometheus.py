@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection
 
 from domain.roles import Role
 from domain.route_plans import PlanRequest
+from plumbing.temporal import TemporalConnector
 from tests.integration.sockets.support import (
     driver_token,
     fix,
@@ -37,7 +38,6 @@ from tests.support import PASSWORD, free_port, make_tenant, test_settings
 from tests.unit.test_monitoring_files import metric_names
 from waybill.resources import Resources
 from waybill.services import ApiService, SocketService, WorkerService
-from workers.client import TemporalConnector
 from workers.metrics import sdk_metrics_runtime
 from workflows.route_plan import RoutePlanWorkflow, plan_workflow_id
 

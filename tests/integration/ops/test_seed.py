@@ -14,7 +14,7 @@ from api.security.passwords import verify_password
 from db.migrate import upgrade
 from db.models import Driver, User, Vehicle
 from db.session import create_engine, create_sessionmaker
-from waybill.seed import DEMO_DOMAIN, DEV_PASSWORD, seed_demo
+from tools.seed import DEMO_DOMAIN, DEV_PASSWORD, seed_demo
 
 
 @pytest.fixture

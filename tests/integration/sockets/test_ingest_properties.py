@@ -15,8 +15,8 @@ from db.bus.memory import MemoryCacheBus
 from db.history.sql import SqlHistoryStore
 from db.session import create_engine, create_sessionmaker
 from domain.positions import FilterConfig, Fix, distance_m, static_check
+from plumbing.settings import to_async_url
 from tests.unit.test_positions import CFG, NOW, streams
-from waybill.settings import to_async_url
 
 ORG = uuid.uuid4()
 

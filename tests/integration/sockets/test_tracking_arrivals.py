@@ -1,4 +1,4 @@
-"""Live tracking's arrival detection (api/sockets/tracking.py) across routes: once per stop of a route,
+"""Live tracking's arrival detection (api/sockets/arrivals.py) across routes: once per stop of a route,
 again for the same delivery on a later route (a re-attempt), and nothing remembered for old routes."""
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from activities.codec import to_jsonable
+from api.sockets.arrivals import Tracker
 from api.sockets.ingest import VehicleRef
-from api.sockets.tracking import Tracker
 from db.models import RouteRow, Vehicle
 from domain.positions import Fix
 from domain.routes import RouteState, RouteStatus, RouteStop, StopStatus
+from plumbing.codec import to_jsonable
+from plumbing.temporal import TemporalConnector
 from tests.support import make_tenant, test_settings
 from waybill.resources import Resources
-from workers.client import TemporalConnector
 
 STOP = (52.5259, 13.4132)
 

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.bus import CacheBus, MemoryCacheBus, RedisCacheBus
 from db.history import HistoryStore, MongoHistoryStore, SqlHistoryStore
 from db.session import create_engine, create_sessionmaker
-from waybill.settings import to_async_url
+from plumbing.settings import to_async_url
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("REDIS_URL")

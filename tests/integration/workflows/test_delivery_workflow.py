@@ -25,10 +25,10 @@ from domain.delivery import (
     FailRequest,
     FailureReason,
 )
+from plumbing.temporal import TemporalConnector
 from tests.integration.workflows.delivery_support import DISPATCHER, DROP, driver, make_input
 from tests.support import make_tenant, test_settings
 from waybill.resources import Resources
-from workers.client import TemporalConnector
 from workers.compose import build_workers
 from workflows.delivery import DeliveryWorkflow
 

@@ -31,10 +31,10 @@ from domain.reconcile import (
     ReconcileInput,
     ReconcileResult,
 )
+from plumbing.temporal import TemporalConnector
 from tests.integration.workflows.delivery_support import DISPATCHER, make_input
 from tests.support import make_tenant, test_settings
 from waybill.resources import Resources
-from workers.client import TemporalConnector
 from workers.compose import build_workers
 from workers.metrics import WorkerMetrics
 from workers.schedules import ensure_reconcile_schedule

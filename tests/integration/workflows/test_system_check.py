@@ -10,9 +10,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from db.session import create_engine
 from domain.health import SystemCheckInput, SystemCheckResult
+from plumbing.temporal import TemporalConnector
 from tests.support import test_settings
 from waybill.resources import Resources
-from workers.client import TemporalConnector
 from workers.compose import build_workers
 from workflows.system_check import SystemCheckWorkflow
 

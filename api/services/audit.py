@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.security.rate_limit import client_ip
 from db.models import AuditEvent
-from waybill.log_context import current
+from plumbing.log_context import current
 
 if TYPE_CHECKING:
     from api.deps import CurrentUser

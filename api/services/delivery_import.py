@@ -16,11 +16,11 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio.client import Client
 
-from api.delivery_service import create_delivery
 from api.deps import CurrentUser
 from api.errors import ProblemError
 from api.schemas.deliveries import DeliveryCreate
 from api.schemas.integrations import ImportReport, ImportRow
+from api.services.deliveries import create_delivery
 from waybill.resources import Resources
 
 COLUMNS = (

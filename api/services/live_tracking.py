@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.codec import from_jsonable
 from api.errors import ProblemError
 from api.schemas.common import Coordinates
 from api.schemas.tracking import (
@@ -33,6 +32,7 @@ from db.models import DeliveryRow, RouteRow
 from domain.delivery import DeliveryState
 from domain.positions import simplify
 from domain.routes import FINISHED, RouteState, StopStatus, estimate_etas
+from plumbing.codec import from_jsonable
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from waybill.settings import ConfigError, redact_url, to_sync_url
+from plumbing.settings import ConfigError, redact_url, to_sync_url
 
 NAME = re.compile(r"^waybill-(\d{8}T\d{6}Z)\.(dump|sqlite)$")
 

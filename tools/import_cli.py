@@ -13,12 +13,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from api.delivery_import import ImportFileError, import_deliveries
 from api.deps import CurrentUser
+from api.services.delivery_import import ImportFileError, import_deliveries
 from db.models import Organization, User
 from domain.roles import Role
+from plumbing.settings import ConfigError, Settings
 from waybill.resources import Resources
-from waybill.settings import ConfigError, Settings
 
 
 async def _acting_user(resources: Resources, org_slug: str, email: str | None) -> CurrentUser:

@@ -22,15 +22,14 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
-from activities.codec import from_jsonable
 from activities.deliveries import projection_values
 from activities.reconcile import delivery_options
-from api.create_writes import Statement, writes_for
 from api.deps import CurrentUser
 from api.errors import ProblemError, not_found, temporal_unavailable
 from api.schemas.deliveries import DeliveryCreate, to_spec
 from api.v1.crud import require_reference
 from db.models import DeliveryRow, IdempotencyKey
+from db.repositories.delivery_writes import Statement, writes_for
 from db.repositories.fleet import DepotRepository, DriverRepository
 from db.upsert import insert_ignoring
 from domain.delivery import (
@@ -47,7 +46,8 @@ from domain.delivery import (
 )
 from domain.ids import uuid7
 from domain.roles import Role
-from waybill.settings import Settings
+from plumbing.codec import from_jsonable
+from plumbing.settings import Settings
 from workflows.delivery import DeliveryWorkflow
 
 A = TypeVar("A")
@@ -159,7 +159,7 @@ async def _insert_new(session: AsyncSession, row: dict[str, Any], key: str | Non
 
     Without an external_ref the row cannot conflict with another delivery, so no lookup is needed.
     On PostgreSQL claim and row are one statement, sent with those of concurrent creates
-    (api/create_writes.py). On SQLite they are two autocommit statements: no BEGIN/COMMIT round
+    (db/repositories/delivery_writes.py). On SQLite they are two autocommit statements: no BEGIN/COMMIT round
     trips, and the write lock is held for one statement, not across event loop turns. `session` is
     a fresh one (every caller opens one per create): no transaction is open on it.
     """

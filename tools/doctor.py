@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from waybill.settings import Settings, redact_url
+from plumbing.settings import Settings, redact_url
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -47,7 +47,7 @@ async def run_doctor(settings: Settings) -> list[Finding]:
     ]
     findings = [await _guarded(check, settings, part) for part, check in checks]
     try:
-        from workers.client import connect
+        from plumbing.temporal import connect
 
         client = await asyncio.wait_for(connect(settings), TIMEOUT_S)
     except Exception as exc:

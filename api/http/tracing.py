@@ -7,8 +7,8 @@ from __future__ import annotations
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.route_template import route_template
-from waybill.log_context import current
+from api.http.route_template import route_template
+from plumbing.log_context import current
 
 
 class TracingMiddleware:

@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from waybill.log_context import ContextFilter, redact
+from plumbing.log_context import ContextFilter, redact
 
 # color_message: uvicorn's ANSI-coloured copy of msg.
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}

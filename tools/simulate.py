@@ -32,7 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from domain.geo import LatLon
 from domain.paths import Leg
-from waybill.seed import DEMO_DOMAIN, DEV_PASSWORD
+from tools.seed import DEMO_DOMAIN, DEV_PASSWORD
 
 log = logging.getLogger(__name__)
 

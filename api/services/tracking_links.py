@@ -13,7 +13,7 @@ from api.errors import ProblemError
 from api.schemas.tracking import DeliveryTrackingOut, PublicPositionOut, PublicTrackingOut
 from api.security.tokens import ShareClaims, TokenError, TokenService
 from domain.delivery import DeliveryStatus
-from waybill.settings import Settings
+from plumbing.settings import Settings
 
 PUBLIC_PATH = "/api/v1/public/tracking"
 # The vehicle is shown only while it is on its way to this drop-off or there: before that it is

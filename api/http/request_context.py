@@ -8,7 +8,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from waybill.log_context import bound
+from plumbing.log_context import bound
 
 HEADER = b"x-request-id"
 _SANE = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")

@@ -15,8 +15,7 @@ from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedEr
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
-from activities.codec import from_jsonable, to_jsonable
-from activities.route_problem import LOADED, MOVABLE, STARTED, ProblemBuilder, depot_of, window_overlaps_day
+from activities.routing.problem import LOADED, MOVABLE, STARTED, ProblemBuilder, depot_of, window_overlaps_day
 from db.models import DeliveryRow, Depot, Driver, RoutePlanRow, RouteRow, Vehicle
 from db.upsert import insert_ignoring
 from domain import channels
@@ -24,6 +23,7 @@ from domain.delivery import Actor, AssignRequest, DeliveryState, DeliveryStatus
 from domain.route_plans import ApplyInput, ApplyResult, LoadedProblem, PlanRequest, PlanState, StopRef
 from domain.routes import PlanChange, RouteInput, RouteState, RouteStop, route_workflow_id
 from domain.routing import PlannedRoute, StopKind
+from plumbing.codec import from_jsonable, to_jsonable
 
 if TYPE_CHECKING:
     from waybill.resources import Resources

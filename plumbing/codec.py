@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from temporalio.converter import JSONPlainPayloadConverter, value_to_type
 
-from workers.converter import TYPE_CONVERTERS, DataclassJSONEncoder
+from plumbing.converter import TYPE_CONVERTERS, DataclassJSONEncoder
 
 T = TypeVar("T")
 _json = JSONPlainPayloadConverter(encoder=DataclassJSONEncoder)

@@ -1,4 +1,4 @@
-"""One cursor page of any `select(Model)` whose model has a time-ordered `id` (see api/pagination.py)."""
+"""One cursor page of any `select(Model)` whose model has a time-ordered `id` (see api/http/pagination.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.pagination import Page, PageParams, make_page
+from api.http.pagination import Page, PageParams, make_page
 
 T = TypeVar("T")
 

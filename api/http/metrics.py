@@ -15,9 +15,9 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.readiness import readiness
-from api.route_template import route_template
-from waybill.process_metrics import add_process_collectors
+from api.http.readiness import readiness
+from api.http.route_template import route_template
+from plumbing.process_metrics import add_process_collectors
 
 
 class HttpMetrics:

@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from waybill.settings import ConfigError, Settings
+from plumbing.settings import ConfigError, Settings
 
 
 def add_analytics_parser(sub: Any) -> None:
@@ -89,8 +89,8 @@ async def _demo(resources: Any, day: date) -> int:
 
     from db.models import Depot, Driver, Organization, Vehicle
     from db.repositories.analytics import organization_timezone
-    from waybill.analytics_demo import FleetVehicle, generate
-    from waybill.seed import DEMO_SLUG
+    from tools.analytics_demo import FleetVehicle, generate
+    from tools.seed import DEMO_SLUG
 
     async with resources.sessionmaker() as session:
         org = await session.scalar(select(Organization.id).where(Organization.slug == DEMO_SLUG))

@@ -8,9 +8,9 @@ import logging
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 
-from waybill import tracing
-from waybill.settings import Settings
-from workers.converter import DATA_CONVERTER
+from plumbing import tracing
+from plumbing.converter import DATA_CONVERTER
+from plumbing.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
-"""The `waybill simulate` arguments; the simulator itself (waybill/simulate.py) is imported when it runs."""
+"""The `waybill simulate` arguments; the simulator itself (tools/simulate.py) is imported when it runs."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from waybill.settings import Settings
+from plumbing.settings import Settings
 
 
 def add_simulate_parser(sub: Any) -> None:
@@ -40,7 +40,7 @@ def add_simulate_parser(sub: Any) -> None:
 
 
 async def run_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from waybill.simulate import SimulateOptions, run
+    from tools.simulate import SimulateOptions, run
 
     defaults = SimulateOptions()
     opts = SimulateOptions(

@@ -1,0 +1,1 @@
+"""The service layer between routers and repositories: what an endpoint does, without HTTP or SQL."""

@@ -1,0 +1,9 @@
+"""Process plumbing every Waybill process may import: settings, logging, log context, tracing, the event
+loop, the Temporal connection and its data converter. Imports nothing of the project but `domain/`."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("waybill")
+except PackageNotFoundError:  # running from a source tree without an install
+    __version__ = "0.0.0+unknown"
