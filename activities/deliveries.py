@@ -22,7 +22,7 @@ from domain.notifications import NotificationEvent, event_id
 from plumbing.codec import to_json_text, to_jsonable
 
 if TYPE_CHECKING:
-    from waybill.resources import Resources
+    from activities.resources import ActivityResources as Resources
 
 
 def projection_values(state: DeliveryState, *, state_as_text: bool = False) -> dict[str, Any]:

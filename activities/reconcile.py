@@ -55,8 +55,8 @@ from domain.search_attributes import ORGANIZATION_ID
 from plumbing.codec import from_jsonable
 
 if TYPE_CHECKING:
+    from activities.resources import ActivityResources as Resources
     from plumbing.settings import Settings
-    from waybill.resources import Resources
 
 log = logging.getLogger(__name__)
 PAGE = 200

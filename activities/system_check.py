@@ -14,7 +14,7 @@ from temporalio import activity
 from domain.health import StoreCheck, SystemCheckInput, SystemCheckResult
 
 if TYPE_CHECKING:
-    from waybill.resources import Resources
+    from activities.resources import ActivityResources as Resources
 
 # Same form as the SDK's default worker identity, so it can be matched in the Web UI.
 WORKER_IDENTITY = f"{os.getpid()}@{socket.gethostname()}"

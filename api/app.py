@@ -14,6 +14,7 @@ from api.http.metrics import install_metrics
 from api.http.nul import NulGuard
 from api.http.request_context import RequestIdMiddleware
 from api.http.tracing import TracingMiddleware
+from api.resources import Resources
 from api.security.http import SecurityMiddleware
 from api.security.rate_limit import IpRateLimitMiddleware
 from api.v1 import (
@@ -36,7 +37,6 @@ from api.v1 import (
 )
 from plumbing import __version__, tracing
 from plumbing.settings import Settings
-from waybill.resources import Resources
 
 DESCRIPTION = """Waybill's REST API. Errors are RFC 9457 problem details with a machine `code`;
 lists are cursor-paginated (`next_cursor`); authenticate with `POST /api/v1/auth/login`."""

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api.errors import ProblemError, temporal_unavailable
+from api.resources import Resources
 from api.security.denylist import SESSION_REVOKED
 from api.security.rate_limit import enforce
 from api.security.tokens import TokenError, TokenType
@@ -24,7 +25,6 @@ from api.security.user_cache import AuthUser
 from db.models import User
 from domain.roles import Role
 from plumbing.log_context import bind
-from waybill.resources import Resources
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/auth/login")
 

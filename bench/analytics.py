@@ -27,6 +27,7 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from api.resources import Resources
 from bench.deliveries import DOCS_PATH, cpu_model, say
 from db.migrate import upgrade
 from db.models import Depot, Driver, Organization, Vehicle
@@ -35,7 +36,6 @@ from plumbing.converter import DATA_CONVERTER
 from plumbing.settings import Settings
 from plumbing.temporal import TemporalConnector
 from tools.analytics_demo import FleetVehicle, generate
-from waybill.resources import Resources
 from waybill.temporal_dev import temporal_binary
 from workers.compose import plan_queues
 from workers.schedules import start_backfill, target_for

@@ -59,6 +59,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from activities.reconcile import delivery_options
+from api.resources import Resources
 from api.schemas.deliveries import DeliveryCreate, to_spec
 from api.security.passwords import hash_password
 from api.services.deliveries import start_delivery_workflow
@@ -72,7 +73,6 @@ from plumbing import eventloop
 from plumbing.converter import DATA_CONVERTER
 from plumbing.settings import Settings, redact_url, to_sync_url
 from plumbing.temporal import TemporalConnector, connect
-from waybill.resources import Resources
 from waybill.services import ApiService
 from waybill.temporal_dev import temporal_binary
 from workers.compose import build_workers

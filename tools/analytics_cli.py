@@ -33,7 +33,7 @@ def add_analytics_parser(sub: Any) -> None:
 
 
 async def run_analytics(settings: Settings, args: argparse.Namespace) -> int:
-    from waybill.resources import Resources
+    from api.resources import Resources
 
     resources = await Resources.open(settings)
     try:

@@ -14,11 +14,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from api.deps import CurrentUser
+from api.resources import Resources
 from api.services.delivery_import import ImportFileError, import_deliveries
 from db.models import Organization, User
 from domain.roles import Role
 from plumbing.settings import ConfigError, Settings
-from waybill.resources import Resources
 
 
 async def _acting_user(resources: Resources, org_slug: str, email: str | None) -> CurrentUser:

@@ -93,7 +93,7 @@ def _require_shared_bus(settings: Settings, role: str) -> None:
 
 
 async def _run_role(settings: Settings, role: str, queue: str) -> int:
-    from waybill.resources import Resources
+    from api.resources import Resources
     from waybill.services import ApiService, Service, SocketService, WorkerService, run_services
     from workers.compose import QUEUE_NAMES
 

@@ -6,12 +6,12 @@ import asyncio
 import logging
 import sys
 
+from api.resources import Resources
 from db.migrate import upgrade
 from plumbing.ports import PortClaim, ensure_ports_free
 from plumbing.settings import Settings, redact_url
 from plumbing.temporal import TemporalConnector, connect
 from tools.seed import format_credentials, seed_demo
-from waybill.resources import Resources
 from waybill.services import ApiService, Service, SocketService, WorkerService, run_services
 from waybill.temporal_dev import TemporalDevServer
 from workers.compose import QUEUE_NAMES

@@ -18,8 +18,8 @@ from temporalio.worker import Worker
 from websockets.asyncio.server import Server as WsServer
 
 from api.app import create_app
+from api.resources import Resources
 from api.sockets.server import SocketServer
-from waybill.resources import Resources
 from workers.compose import build_workers
 from workers.log_context import LogContextInterceptor
 from workers.metrics import MetricsInterceptor, MetricsServer, WorkerMetrics

@@ -21,10 +21,10 @@ from activities.analytics.activities import AnalyticsActivities
 from activities.deliveries import DeliveryActivities
 from activities.notifications.activities import NotificationActivities
 from activities.reconcile import ReconcileActivities
+from activities.resources import ActivityResources as Resources
 from activities.routing.optimize import RoutingActivities
 from activities.routing.planning import RoutePlanningActivities
 from activities.system_check import SystemCheckActivities
-from waybill.resources import Resources
 from workers import code_cache
 from workers.metrics import WorkerMetrics
 from workflows.analytics import AnalyticsBackfillWorkflow, AnalyticsDailyWorkflow, AnalyticsHourlyWorkflow

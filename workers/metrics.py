@@ -25,11 +25,11 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from activities.resources import ActivityResources as Resources
 from db.models import DeliveryRow, RouteRow
+from db.process_metrics import add_process_collectors
 from domain.reconcile import FindingKind, ReconcileResult
-from plumbing.process_metrics import add_process_collectors
 from plumbing.settings import Settings
-from waybill.resources import Resources
 
 log = logging.getLogger(__name__)
 OPEN_STATUSES = ("pending", "assigned", "picked_up", "out_for_delivery", "arrived")

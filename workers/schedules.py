@@ -53,8 +53,8 @@ from workflows.analytics import AnalyticsBackfillWorkflow, AnalyticsDailyWorkflo
 from workflows.reconcile import ReconcileWorkflow
 
 if TYPE_CHECKING:
+    from activities.resources import ActivityResources as Resources
     from plumbing.settings import Settings
-    from waybill.resources import Resources
 
 log = logging.getLogger(__name__)
 CONCURRENCY = 8

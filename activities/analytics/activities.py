@@ -27,7 +27,7 @@ from domain.analytics import NO_KEY, ComputeReportInput, ComputeReportResult
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from waybill.resources import Resources
+    from activities.resources import ActivityResources as Resources
 
 T = TypeVar("T")
 

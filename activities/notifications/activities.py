@@ -26,7 +26,7 @@ from domain.notifications import WEBHOOK_DISABLED, EventPlan, NotificationEvent,
 WEBHOOK_REFUSED = "WebhookRefused"  # ApplicationError type: the egress policy forbids the URL
 
 if TYPE_CHECKING:
-    from waybill.resources import Resources
+    from activities.resources import ActivityResources as Resources
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from activities.routing.matrix import CachedMatrices, HaversineProvider, MatrixP
 from domain.routing import OptimizeRoutesInput, RoutePlan
 
 if TYPE_CHECKING:
-    from waybill.resources import Resources
+    from activities.resources import ActivityResources as Resources
 
 HEARTBEAT_EVERY_S = 2.0
 OVERRUN_GRACE_S = 60.0  # beyond the time limit, before a solve counts as lost

@@ -26,7 +26,7 @@ from domain.routing import PlannedRoute, StopKind
 from plumbing.codec import from_jsonable, to_jsonable
 
 if TYPE_CHECKING:
-    from waybill.resources import Resources
+    from activities.resources import ActivityResources as Resources
 
 S = DeliveryStatus
 

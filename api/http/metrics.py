@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.http.readiness import readiness
 from api.http.route_template import route_template
-from plumbing.process_metrics import add_process_collectors
+from db.process_metrics import add_process_collectors
 
 
 class HttpMetrics:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from waybill.resources import Resources
+from api.resources import Resources
 
 
 async def _cache_ok(resources: Resources) -> bool:

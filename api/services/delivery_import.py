@@ -18,10 +18,10 @@ from temporalio.client import Client
 
 from api.deps import CurrentUser
 from api.errors import ProblemError
+from api.resources import Resources
 from api.schemas.deliveries import DeliveryCreate
 from api.schemas.integrations import ImportReport, ImportRow
 from api.services.deliveries import create_delivery
-from waybill.resources import Resources
 
 COLUMNS = (
     "external_ref",

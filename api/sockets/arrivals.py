@@ -21,6 +21,7 @@ from uuid import UUID
 
 from sqlalchemy import select
 
+from api.resources import Resources
 from api.sockets.ingest import VehicleRef
 from db.models import Depot, RouteRow
 from domain import channels
@@ -29,7 +30,6 @@ from domain.delivery import Position as DeliveryPosition
 from domain.positions import DwellDetector, Fence, Fix, eta_from, fence_events, fences_containing
 from domain.routes import EtaReport, RouteState, StopStatus, estimate_etas
 from plumbing.codec import from_jsonable
-from waybill.resources import Resources
 from workflows.delivery import DeliveryWorkflow, delivery_workflow_id
 from workflows.route import RouteWorkflow
 

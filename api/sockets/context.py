@@ -7,12 +7,12 @@ import time
 
 from websockets.asyncio.server import ServerConnection
 
+from api.resources import Resources
 from api.sockets.arrivals import Tracker
 from api.sockets.fanout import Hub, Outbox
 from api.sockets.ingest import Ingest
 from api.sockets.metrics import SocketMetrics
 from domain.positions import FilterConfig
-from waybill.resources import Resources
 
 SWEEP_S = 0.5
 DRAIN_TIMEOUT_S = 5.0  # at shutdown: how long the last acknowledgements may take to go out

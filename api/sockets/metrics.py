@@ -33,13 +33,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
+from db.process_metrics import add_process_collectors
 from domain.positions import Reject
-from plumbing.process_metrics import add_process_collectors
 
 if TYPE_CHECKING:
+    from api.resources import Resources
     from api.sockets.arrivals import Tracker
     from api.sockets.ingest import Ingest
-    from waybill.resources import Resources
 
 ENDPOINTS = ("driver", "dispatch")
 DEPENDENCY_CHECK_S = 5.0  # at most one round of dependency checks this often, started by a scrape

@@ -26,6 +26,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from api.resources import Resources
 from api.security.denylist import SESSION_REVOKED
 from api.security.tokens import TokenClaims, TokenError, TokenType
 from api.security.user_cache import AuthUser
@@ -48,7 +49,6 @@ from api.sockets.frames import (
 from api.sockets.revocations import Revocations
 from db.models import User
 from domain.roles import Role
-from waybill.resources import Resources
 
 log = logging.getLogger(__name__)
 REVOCATIONS_READY_S = 5.0  # at start: how long to wait for the revocation subscription

@@ -14,6 +14,7 @@ from sqlalchemy import or_, select
 from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles, temporal_client
 from api.errors import ProblemError
 from api.http.pagination import Page, PageDep, make_page
+from api.resources import Resources
 from api.schemas.deliveries import (
     AssignIn,
     BatchCreate,
@@ -59,7 +60,6 @@ from domain.delivery import (
     TimeWindow,
 )
 from domain.roles import ALL_ROLES, FLEET_WRITERS, Role
-from waybill.resources import Resources
 from workflows.delivery import DeliveryWorkflow
 
 router = APIRouter(prefix=f"{PREFIX}/deliveries", tags=["deliveries"])

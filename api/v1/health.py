@@ -7,8 +7,8 @@ from fastapi.responses import JSONResponse
 
 from api.errors import problem_response
 from api.http.readiness import readiness
+from api.resources import Resources
 from plumbing import __version__
-from waybill.resources import Resources
 
 router = APIRouter(tags=["health"])
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from activities.notifications.rules import RulesError, effective_rules, validate_rules
 from api.deps import CurrentUser, SessionDep, require_roles
 from api.errors import ProblemError, not_found
-from api.http.pagination import Page, PageDep
+from api.http.pagination import Page, PageDep, page_of
 from api.schemas.notifications import (
     DeliveryPrefsIn,
     DeliveryPrefsOut,
@@ -23,7 +23,6 @@ from api.schemas.notifications import (
 from api.services.deliveries import load_row
 from api.v1 import PREFIX
 from db.models import DeliveryNotificationPrefs, NotificationRow, NotificationSettingsRow
-from db.repositories.listing import page_of
 from domain.roles import ALL_ROLES, FLEET_WRITERS, Role
 
 router = APIRouter(prefix=f"{PREFIX}/notifications", tags=["notifications"])

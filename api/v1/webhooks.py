@@ -14,7 +14,7 @@ from activities.notifications.egress import egress_policy
 from activities.notifications.fanout import notification_config
 from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
 from api.errors import ProblemError, not_found, temporal_unavailable
-from api.http.pagination import Page, PageDep
+from api.http.pagination import Page, PageDep, page_of
 from api.schemas.webhooks import (
     AttemptOut,
     WebhookCreate,
@@ -25,7 +25,6 @@ from api.schemas.webhooks import (
 )
 from api.v1 import PREFIX
 from db.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
-from db.repositories.listing import page_of
 from domain.ids import uuid7
 from domain.notifications import ReplayInput
 from domain.roles import Role

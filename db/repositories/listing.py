@@ -1,22 +1,18 @@
-"""One cursor page of any `select(Model)` whose model has a time-ordered `id` (see api/http/pagination.py)."""
+"""One cursor page of rows of any `select(Model)` whose model has a time-ordered `id`: the rows after
+`after`, in id order, one more than `limit` (the extra row only says whether a next page exists)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+import uuid
+from typing import Any
 
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.http.pagination import Page, PageParams, make_page
 
-T = TypeVar("T")
-
-
-async def page_of(
-    session: AsyncSession, stmt: Select[Any], model: Any, page: PageParams, to_item: Callable[[Any], T]
-) -> Page[T]:
-    if page.after is not None:
-        stmt = stmt.where(model.id > page.after)
-    rows = list(await session.scalars(stmt.order_by(model.id).limit(page.limit + 1)))
-    return make_page(rows, page, to_item)
+async def page_rows(
+    session: AsyncSession, stmt: Select[Any], model: Any, after: uuid.UUID | None, limit: int
+) -> list[Any]:
+    if after is not None:
+        stmt = stmt.where(model.id > after)
+    return list(await session.scalars(stmt.order_by(model.id).limit(limit + 1)))

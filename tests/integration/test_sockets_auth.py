@@ -14,6 +14,7 @@ from sqlalchemy import update
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from api.resources import Resources
 from api.security.tokens import TokenType
 from api.sockets.frames import (
     CLOSE_AUTH_TIMEOUT,
@@ -25,7 +26,6 @@ from api.sockets.frames import (
 from db.models import User
 from domain.roles import Role
 from tests.support import Tenant, free_port, make_tenant, test_settings
-from waybill.resources import Resources
 from waybill.services import SocketService
 
 

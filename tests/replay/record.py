@@ -20,6 +20,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
+from api.resources import Resources
 from db.migrate import upgrade
 from db.models import Depot, Vehicle
 from domain.delivery import (
@@ -44,7 +45,6 @@ from plumbing.converter import DATA_CONVERTER
 from plumbing.temporal import TemporalConnector
 from tests.integration.workflows.delivery_support import DISPATCHER, DROP, driver, make_input
 from tests.support import make_tenant, test_settings
-from waybill.resources import Resources
 from waybill.temporal_dev import temporal_binary
 from workers.compose import build_workers
 from workflows.delivery import DeliveryWorkflow

@@ -29,12 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from api.resources import Resources
 from api.services.delivery_import import COLUMNS
 from domain.roles import Role
 from tests.integration.api.conftest import Fleet, LoginFn
 from tests.integration.sockets.support import driver_token, fix, make_fleet, staff_token
 from tests.support import free_port, test_settings
-from waybill.resources import Resources
 from waybill.services import SocketService
 
 pytestmark = pytest.mark.fuzz

@@ -25,11 +25,11 @@ from sqlalchemy import select
 from temporalio.testing import ActivityEnvironment
 
 from activities.analytics.activities import AnalyticsActivities
+from api.resources import Resources
 from db.models import AnalyticsReport
 from domain.analytics import ComputeReportInput, KpiParts, derive_kpis
 from tests.integration.analytics.fleet import DAY, STEP, Fleet, build_known_history
 from tests.support import make_tenant, test_settings
-from waybill.resources import Resources
 
 METRE_PER_STEP = 6_371_008.8 * math.radians(STEP)  # 111.195 m
 

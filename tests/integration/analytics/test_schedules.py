@@ -13,12 +13,12 @@ from temporalio.client import ScheduleCalendarSpec
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from api.resources import Resources
 from db.models import AnalyticsReport, Depot
 from domain.analytics import BackfillInput, daily_schedule_id, hourly_schedule_id
 from plumbing.temporal import TemporalConnector
 from tests.integration.analytics.fleet import DAY, build_known_history
 from tests.support import make_tenant, test_settings
-from waybill.resources import Resources
 from workers.compose import plan_queues
 from workers.schedules import ensure_org_schedules, start_backfill, target_for
 

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
+from api.resources import Resources
 from domain.roles import Role
 from plumbing.temporal import TemporalConnector
 from tests.support import PASSWORD, Tenant, free_port, make_tenant, test_settings
-from waybill.resources import Resources
 from waybill.services import ApiService
 from workers.compose import build_workers
 

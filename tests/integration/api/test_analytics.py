@@ -10,11 +10,11 @@ import io
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.resources import Resources
 from domain.roles import Role
 from tests.integration.analytics.fleet import DAY, build_known_history
 from tests.integration.api.conftest import LoginFn
 from tests.support import Tenant
-from waybill.resources import Resources
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

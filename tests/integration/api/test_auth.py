@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.resources import Resources
 from api.security.tokens import TokenService, TokenType
 from api.security.user_cache import USER_CACHE_SECONDS
 from db.models import User
 from domain.roles import Role
 from tests.integration.api.conftest import LoginFn
 from tests.support import PASSWORD, Tenant
-from waybill.resources import Resources
 
 PROBLEM = "application/problem+json"
 

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from api.resources import Resources
 from api.schemas.deliveries import DeliveryCreate, to_spec
 from api.services.deliveries import _row_values, workflow_id
 from db.models import DeliveryRow
@@ -33,7 +34,6 @@ from plumbing.temporal import TemporalConnector
 from tests.integration.api.conftest import Fleet, LoginFn
 from tests.integration.api.test_deliveries import body
 from tests.support import PASSWORD, free_port, make_tenant, test_settings
-from waybill.resources import Resources
 from waybill.services import ApiService
 from waybill.temporal_dev import temporal_binary
 from workers.compose import build_workers

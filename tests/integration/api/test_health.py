@@ -5,10 +5,10 @@ from dataclasses import replace
 
 import httpx
 
+from api.resources import Resources
 from plumbing.temporal import TemporalConnector
 from tests.integration.api.test_auth import assert_problem
 from tests.support import free_port
-from waybill.resources import Resources
 from waybill.services import ApiService
 
 

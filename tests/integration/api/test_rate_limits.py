@@ -16,11 +16,11 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from api.resources import Resources
 from domain.roles import Role
 from plumbing.temporal import TemporalConnector
 from tests.conftest import REDIS_URL
 from tests.support import PASSWORD, Tenant, free_port, make_tenant, test_settings
-from waybill.resources import Resources
 from waybill.services import ApiService
 
 

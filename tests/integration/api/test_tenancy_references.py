@@ -23,6 +23,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.analytics.reader import routes_of_shift
+from api.resources import Resources
 from db.models import Depot, RoutePlanRow, RouteRow, Vehicle
 from domain.ids import uuid7
 from domain.roles import Role
@@ -31,7 +32,6 @@ from tests.integration.api.test_auth import assert_problem
 from tests.integration.api.test_deliveries import body as delivery_body
 from tests.integration.workflows.delivery_support import make_input
 from tests.support import Tenant, make_tenant
-from waybill.resources import Resources
 from workflows.delivery import DeliveryWorkflow, delivery_workflow_id
 
 DEPOT = {"name": "Home", "location": {"lat": 52.5, "lon": 13.4}, "timezone": "UTC"}

@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
+from api.resources import Resources
 from api.security.tokens import TokenType
 from api.sockets.ingest import Ingest, VehicleRef
 from domain.positions import FilterConfig, Fix
@@ -33,7 +34,6 @@ from tests.integration.api.test_deliveries import body
 from tests.integration.api.test_rate_limits import api_servers
 from tests.integration.api.test_routing import DEPOT, noon_zone, poll
 from tests.support import PASSWORD, Tenant, free_port, make_tenant
-from waybill.resources import Resources
 from waybill.services import ApiService
 from workflows.route import RouteWorkflow
 

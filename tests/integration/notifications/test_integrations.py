@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 
+from api.resources import Resources
 from tests.e2e.test_dev_command import STORE_VARS, WAYBILL
 from tests.integration.notifications.conftest import Org
 from tests.integration.notifications.helpers import post
-from waybill.resources import Resources
 
 WINDOW = "2099-01-01T08:00:00+00:00,2099-01-01T12:00:00+00:00"
 

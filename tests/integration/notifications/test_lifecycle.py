@@ -10,6 +10,7 @@ import uuid
 import httpx
 
 from activities.notifications.signing import SIGNATURE_HEADER, verify
+from api.resources import Resources
 from domain.roles import Role
 from tests.integration.notifications.conftest import SMS_PATH, SMS_TOKEN, Org
 from tests.integration.notifications.helpers import (
@@ -20,7 +21,6 @@ from tests.integration.notifications.helpers import (
     unique_path,
 )
 from tests.integration.notifications.receivers import HttpReceiver, SmtpServer
-from waybill.resources import Resources
 
 WEBHOOK_EVENTS = ["created", "assigned", "out_for_delivery", "arrived", "delivered"]
 

@@ -27,6 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.notifications import egress
 from activities.notifications.webhooks import attempt_webhook
+from api.resources import Resources
 from db.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from domain.roles import Role
 from plumbing.settings import Environment, Settings
@@ -35,7 +36,6 @@ from tests.integration.notifications.conftest import Org
 from tests.integration.notifications.helpers import delivery_body, notifications_done, post, unique_path
 from tests.integration.notifications.receivers import HttpReceiver, wait_for
 from tests.support import PASSWORD, free_port, make_tenant, test_settings
-from waybill.resources import Resources
 from waybill.services import ApiService
 
 TRAP_HOST = "127.0.0.2"  # loopback, but not on the fixtures' allowlist

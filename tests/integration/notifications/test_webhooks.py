@@ -8,11 +8,11 @@ import uuid
 import httpx
 
 from activities.notifications.signing import SIGNATURE_HEADER, verify
+from api.resources import Resources
 from tests.integration.notifications.conftest import Org
 from tests.integration.notifications.helpers import delivery_body, notifications_done, post, unique_path
 from tests.integration.notifications.receivers import HttpReceiver, wait_for
 from tests.support import free_port
-from waybill.resources import Resources
 
 
 async def test_subscription_validation_and_listing(http: httpx.AsyncClient, org: Org) -> None:

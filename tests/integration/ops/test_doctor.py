@@ -9,10 +9,10 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
+from api.resources import Resources
 from plumbing.temporal import TemporalConnector
 from tests.support import free_port, test_settings
 from tools.doctor import Verdict, format_findings, run_doctor
-from waybill.resources import Resources
 from workers.compose import build_workers
 
 

@@ -22,6 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from websockets.asyncio.client import ClientConnection
 
+from api.resources import Resources
 from domain.roles import Role
 from domain.route_plans import PlanRequest
 from plumbing.temporal import TemporalConnector
@@ -36,7 +37,6 @@ from tests.integration.sockets.support import (
 )
 from tests.support import PASSWORD, free_port, make_tenant, test_settings
 from tests.unit.test_monitoring_files import metric_names
-from waybill.resources import Resources
 from waybill.services import ApiService, SocketService, WorkerService
 from workers.metrics import sdk_metrics_runtime
 from workflows.route_plan import RoutePlanWorkflow, plan_workflow_id

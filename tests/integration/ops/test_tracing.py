@@ -18,10 +18,10 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from temporalio.testing import WorkflowEnvironment
 
+from api.resources import Resources
 from domain.roles import Role
 from plumbing import tracing
 from tests.support import PASSWORD, free_port, make_tenant, test_settings
-from waybill.resources import Resources
 from waybill.services import ApiService
 from workers.compose import build_workers
 

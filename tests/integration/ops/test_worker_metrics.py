@@ -11,10 +11,10 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.testing import WorkflowEnvironment
 
+from api.resources import Resources
 from plumbing.temporal import TemporalConnector
 from tests.integration.workflows.delivery_support import make_input
 from tests.support import free_port, make_tenant, test_settings
-from waybill.resources import Resources
 from waybill.services import WorkerService
 from workers.metrics import sdk_metrics_runtime
 from workflows.delivery import DeliveryWorkflow

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from api.resources import Resources
 from tests.conftest import REDIS_URL
 from tests.support import free_port, test_settings
-from waybill.resources import Resources
 from waybill.services import SocketService
 
 BUSES = [

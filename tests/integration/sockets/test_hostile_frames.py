@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from api.resources import Resources
 from api.sockets.frames import CLOSE_UNAUTHENTICATED
 from domain.roles import Role
 from tests.integration.sockets.support import Fleet, driver_token, fix, make_fleet, open_socket, staff_token
 from tests.support import free_port, test_settings
-from waybill.resources import Resources
 from waybill.services import SocketService
 
 HUGE = "9" * 5000  # over sys.get_int_max_str_digits() (4,300)

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from api.resources import Resources
 from api.security.denylist import RECHECK_S
 from api.sockets.frames import CLOSE_UNAUTHENTICATED
 from domain.roles import Role
@@ -25,7 +26,6 @@ from tests.integration.sockets.conftest import BUSES
 from tests.integration.sockets.support import Fleet, make_fleet, open_socket, recv_until
 from tests.integration.sockets.test_socket_security import closed, errors
 from tests.support import PASSWORD, free_port, test_settings
-from waybill.resources import Resources
 from waybill.services import ApiService, SocketService
 
 CLOSED_WITHIN_S = 1.0  # a revoked session's sockets are closed this soon after the logout answers

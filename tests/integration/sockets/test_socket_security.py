@@ -21,6 +21,7 @@ from sqlalchemy import update
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from api.resources import Resources
 from api.security.tokens import TokenType
 from api.sockets import dispatch
 from api.sockets.frames import (
@@ -38,7 +39,6 @@ from tests.conftest import REDIS_URL
 from tests.integration.sockets.conftest import BUSES
 from tests.integration.sockets.support import Fleet, driver_token, make_fleet, open_socket, recv_until
 from tests.support import free_port, test_settings
-from waybill.resources import Resources
 from waybill.services import SocketService
 
 ORIGIN = "https://console.waybill.example"

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from api.resources import Resources
 from api.sockets.arrivals import Tracker
 from api.sockets.ingest import VehicleRef
 from db.models import RouteRow, Vehicle
@@ -19,7 +20,6 @@ from domain.routes import RouteState, RouteStatus, RouteStop, StopStatus
 from plumbing.codec import to_jsonable
 from plumbing.temporal import TemporalConnector
 from tests.support import make_tenant, test_settings
-from waybill.resources import Resources
 
 STOP = (52.5259, 13.4132)
 

@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from api.resources import Resources
 from domain.delivery import (
     ArrivalSignal,
     AssignRequest,
@@ -28,7 +29,6 @@ from domain.delivery import (
 from plumbing.temporal import TemporalConnector
 from tests.integration.workflows.delivery_support import DISPATCHER, DROP, driver, make_input
 from tests.support import make_tenant, test_settings
-from waybill.resources import Resources
 from workers.compose import build_workers
 from workflows.delivery import DeliveryWorkflow
 

@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from activities.deliveries import projection_values
+from api.resources import Resources
 from db.models import DeliveryRow
 from domain.delivery import AssignRequest, CancelRequest, DeliveryState, DeliveryStatus
 from domain.reconcile import (
@@ -34,7 +35,6 @@ from domain.reconcile import (
 from plumbing.temporal import TemporalConnector
 from tests.integration.workflows.delivery_support import DISPATCHER, make_input
 from tests.support import make_tenant, test_settings
-from waybill.resources import Resources
 from workers.compose import build_workers
 from workers.metrics import WorkerMetrics
 from workers.schedules import ensure_reconcile_schedule

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from api.resources import Resources
 from domain.delivery import AssignRequest, CancelRequest, DeliverRequest, DeliveryState, DriverRequest
 from domain.routes import (
     EtaReport,
@@ -27,7 +28,6 @@ from domain.routes import (
 from plumbing.temporal import TemporalConnector
 from tests.integration.workflows.delivery_support import DISPATCHER, DROP, driver, make_input
 from tests.support import make_tenant, test_settings
-from waybill.resources import Resources
 from workers.compose import build_workers
 from workflows.delivery import DeliveryWorkflow
 from workflows.route import RouteWorkflow

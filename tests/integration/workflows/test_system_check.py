@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from api.resources import Resources
 from db.session import create_engine
 from domain.health import SystemCheckInput, SystemCheckResult
 from plumbing.temporal import TemporalConnector
 from tests.support import test_settings
-from waybill.resources import Resources
 from workers.compose import build_workers
 from workflows.system_check import SystemCheckWorkflow
 
