@@ -2,13 +2,15 @@
 
 Redis in production; in-process structures as the embedded default, which only reach the same
 process (DESIGN.md "Consistency rules"). Values crossing the interface are JSON-compatible dicts
-or raw bytes, so both implementations behave the same.
+or raw bytes, so both implementations behave the same: `CheckedCacheBus` makes every check and
+encoding once for both, and leaves them only the storing, searching, delivering and counting.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, NamedTuple, Protocol
@@ -164,3 +166,85 @@ class CacheBus(KeyValueCache, LatestPositions, Bus, RateLimiter, Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class CheckedCacheBus(ABC):
+    """The interface's public writes, searches and subscriptions with their argument checks and
+    encodings, the same for every implementation; subclasses get checked, encoded values."""
+
+    async def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None:
+        check_ttl(ttl_seconds)
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise TypeError("value must be bytes")
+        await self._set(key, bytes(value), ttl_seconds)
+
+    async def set_latest(
+        self, org_id: UUID, vehicle_id: UUID, lat: float, lon: float, data: dict[str, Any]
+    ) -> None:
+        check_point(lat, lon)
+        # Stored encoded: callers never share a mutable dict with the store.
+        await self._set_latest(org_id, vehicle_id, lat, lon, encode_json(data))
+
+    async def set_latest_many(self, org_id: UUID, items: Sequence[LatestItem]) -> None:
+        for item in items:
+            check_point(item.lat, item.lon)
+        await self._set_latest_many(org_id, items)
+
+    async def nearby(
+        self, org_id: UUID, lat: float, lon: float, radius_m: float, limit: int = 50
+    ) -> list[Nearby]:
+        check_nearby(lat, lon, radius_m, limit)
+        return await self._nearby(org_id, lat, lon, radius_m, limit)
+
+    async def publish(self, channel: str, message: dict[str, Any]) -> None:
+        await self._publish(channel, encode_json(message))
+
+    async def publish_raw(self, channel: str, payload: bytes) -> None:
+        if not isinstance(payload, bytes):
+            raise TypeError("payload must be bytes")
+        await self._publish_raw(channel, payload)
+
+    def subscribe(self, *channels: str) -> AbstractAsyncContextManager[Subscription]:
+        check_channels(channels)
+        return self._subscription(tuple(dict.fromkeys(channels)), raw=False)
+
+    def subscribe_raw(self, *channels: str) -> AbstractAsyncContextManager[RawSubscription]:
+        check_channels(channels)
+        return self._subscription(tuple(dict.fromkeys(channels)), raw=True)
+
+    async def hit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
+        check_rate(limit, window_seconds)
+        return await self._hit(key, limit, window_seconds)
+
+    @abstractmethod
+    async def _set(self, key: str, value: bytes, ttl_seconds: float | None) -> None: ...
+
+    @abstractmethod
+    async def _set_latest(
+        self, org_id: UUID, vehicle_id: UUID, lat: float, lon: float, payload: bytes
+    ) -> None:
+        """Store one latest position, its data already the compact JSON of an object."""
+
+    @abstractmethod
+    async def _set_latest_many(self, org_id: UUID, items: Sequence[LatestItem]) -> None:
+        """Store checked points; each item's data still as given (`latest_payload` encodes it)."""
+
+    @abstractmethod
+    async def _nearby(
+        self, org_id: UUID, lat: float, lon: float, radius_m: float, limit: int
+    ) -> list[Nearby]: ...
+
+    @abstractmethod
+    async def _publish(self, channel: str, payload: bytes) -> None:
+        """Fan out the compact JSON of an object."""
+
+    @abstractmethod
+    async def _publish_raw(self, channel: str, payload: bytes) -> None:
+        """Fan out a caller's bytes (meant to be the compact JSON of an object)."""
+
+    @abstractmethod
+    def _subscription(self, channels: tuple[str, ...], *, raw: bool) -> AbstractAsyncContextManager[Any]:
+        """Subscribe to distinct channels: Messages, or RawMessages when `raw`."""
+
+    @abstractmethod
+    async def _hit(self, key: str, limit: int, window_seconds: float) -> RateDecision: ...

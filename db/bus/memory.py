@@ -8,26 +8,11 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from db.bus.base import (
-    LatestItem,
-    Message,
-    Nearby,
-    RateDecision,
-    RawMessage,
-    RawSubscription,
-    Subscription,
-    check_channels,
-    check_nearby,
-    check_point,
-    check_rate,
-    check_ttl,
-    encode_json,
-    latest_payload,
-)
+from db.bus.base import CheckedCacheBus, LatestItem, Message, Nearby, RateDecision, RawMessage, latest_payload
 from domain.geo import LatLon, haversine_m
 
 log = logging.getLogger(__name__)
@@ -78,7 +63,7 @@ class _Subscriber(Generic[M]):
         return item
 
 
-class MemoryCacheBus:
+class MemoryCacheBus(CheckedCacheBus):
     def __init__(
         self, *, queue_size: int = DEFAULT_QUEUE_SIZE, clock: Callable[[], float] = time.monotonic
     ) -> None:
@@ -105,12 +90,9 @@ class MemoryCacheBus:
             return None
         return value
 
-    async def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None:
-        check_ttl(ttl_seconds)
-        if not isinstance(value, bytes | bytearray | memoryview):
-            raise TypeError("value must be bytes")
+    async def _set(self, key: str, value: bytes, ttl_seconds: float | None) -> None:
         expires_at = None if ttl_seconds is None else self._clock() + ttl_seconds
-        self._kv[key] = (bytes(value), expires_at)
+        self._kv[key] = (value, expires_at)
         self._tick()
 
     async def delete(self, key: str) -> None:
@@ -128,16 +110,12 @@ class MemoryCacheBus:
 
     # Latest positions ---------------------------------------------------------------------
 
-    async def set_latest(
-        self, org_id: UUID, vehicle_id: UUID, lat: float, lon: float, data: dict[str, Any]
+    async def _set_latest(
+        self, org_id: UUID, vehicle_id: UUID, lat: float, lon: float, payload: bytes
     ) -> None:
-        check_point(lat, lon)
-        # Stored encoded, like Redis: callers never share a mutable dict with the store.
-        self._latest[org_id][vehicle_id] = (lat, lon, encode_json(data))
+        self._latest[org_id][vehicle_id] = (lat, lon, payload)
 
-    async def set_latest_many(self, org_id: UUID, items: Sequence[LatestItem]) -> None:
-        for item in items:
-            check_point(item.lat, item.lon)
+    async def _set_latest_many(self, org_id: UUID, items: Sequence[LatestItem]) -> None:
         latest = self._latest[org_id]
         for item in items:
             payload = latest_payload(item.data)
@@ -152,10 +130,9 @@ class MemoryCacheBus:
     async def get_latest_many(self, org_id: UUID, vehicle_ids: Sequence[UUID]) -> list[dict[str, Any] | None]:
         return [await self.get_latest(org_id, vehicle_id) for vehicle_id in vehicle_ids]
 
-    async def nearby(
-        self, org_id: UUID, lat: float, lon: float, radius_m: float, limit: int = 50
+    async def _nearby(
+        self, org_id: UUID, lat: float, lon: float, radius_m: float, limit: int
     ) -> list[Nearby]:
-        check_nearby(lat, lon, radius_m, limit)
         centre = LatLon(lat, lon)
         found = [
             Nearby(vid, haversine_m(centre, LatLon(vlat, vlon)))
@@ -165,17 +142,12 @@ class MemoryCacheBus:
 
     # Pub/sub ------------------------------------------------------------------------------
 
-    async def publish(self, channel: str, message: dict[str, Any]) -> None:
-        self._deliver(channel, encode_json(message))
-
-    async def publish_raw(self, channel: str, payload: bytes) -> None:
-        if not isinstance(payload, bytes):
-            raise TypeError("payload must be bytes")
+    async def _publish_raw(self, channel: str, payload: bytes) -> None:
         if not isinstance(json.loads(payload), dict):
             raise TypeError("a message is a JSON object")
-        self._deliver(channel, payload)
+        await self._publish(channel, payload)
 
-    def _deliver(self, channel: str, payload: bytes) -> None:
+    async def _publish(self, channel: str, payload: bytes) -> None:
         for subscriber in list(self._subscribers.get(channel, ())):
             # Each subscriber decodes its own copy, as if it had come over the wire.
             if subscriber.raw:
@@ -184,9 +156,7 @@ class MemoryCacheBus:
                 subscriber.offer(Message(channel, json.loads(payload)))
 
     @asynccontextmanager
-    async def _subscription(
-        self, channels: tuple[str, ...], *, raw: bool = False
-    ) -> AsyncIterator[_Subscriber[Any]]:
+    async def _subscription(self, channels: tuple[str, ...], *, raw: bool) -> AsyncIterator[_Subscriber[Any]]:
         subscriber: _Subscriber[Any] = _Subscriber(self._queue_size, raw=raw)
         for channel in channels:
             self._subscribers[channel].add(subscriber)
@@ -204,18 +174,9 @@ class MemoryCacheBus:
                     "slow subscriber on %s dropped %d messages", ",".join(channels), subscriber.dropped
                 )
 
-    def subscribe(self, *channels: str) -> AbstractAsyncContextManager[Subscription]:
-        check_channels(channels)
-        return self._subscription(tuple(dict.fromkeys(channels)))
-
-    def subscribe_raw(self, *channels: str) -> AbstractAsyncContextManager[RawSubscription]:
-        check_channels(channels)
-        return self._subscription(tuple(dict.fromkeys(channels)), raw=True)
-
     # Rate limits --------------------------------------------------------------------------
 
-    async def hit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
-        check_rate(limit, window_seconds)
+    async def _hit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
         now = self._clock()
         hits = self._hits[key][1] if key in self._hits else deque()
         self._hits[key] = (window_seconds, hits)

@@ -6,29 +6,14 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
-from db.bus.base import (
-    LatestItem,
-    Message,
-    Nearby,
-    RateDecision,
-    RawMessage,
-    RawSubscription,
-    Subscription,
-    check_channels,
-    check_nearby,
-    check_point,
-    check_rate,
-    check_ttl,
-    encode_json,
-    latest_payload,
-)
+from db.bus.base import CheckedCacheBus, LatestItem, Message, Nearby, RateDecision, RawMessage, latest_payload
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +57,7 @@ def _nearby_row(row: Any) -> Nearby:
     return Nearby(UUID(_as_bytes(member).decode()), float(distance))
 
 
-class RedisCacheBus:
+class RedisCacheBus(CheckedCacheBus):
     def __init__(self, url: str, *, prefix: str = "waybill:") -> None:
         self._redis: aioredis.Redis = aioredis.Redis.from_url(url)
         self._prefix = prefix
@@ -87,34 +72,27 @@ class RedisCacheBus:
         value = await self._redis.get(self._key("kv", key))
         return _as_bytes(value) if value is not None else None
 
-    async def set(self, key: str, value: bytes, ttl_seconds: float | None = None) -> None:
-        check_ttl(ttl_seconds)
-        if not isinstance(value, bytes | bytearray | memoryview):
-            raise TypeError("value must be bytes")
+    async def _set(self, key: str, value: bytes, ttl_seconds: float | None) -> None:
         px = None if ttl_seconds is None else max(1, round(ttl_seconds * 1000))
-        await self._redis.set(self._key("kv", key), bytes(value), px=px)
+        await self._redis.set(self._key("kv", key), value, px=px)
 
     async def delete(self, key: str) -> None:
         await self._redis.delete(self._key("kv", key))
 
     # Latest positions: a GEO set per organization plus a hash of the JSON payloads --------
 
-    async def set_latest(
-        self, org_id: UUID, vehicle_id: UUID, lat: float, lon: float, data: dict[str, Any]
+    async def _set_latest(
+        self, org_id: UUID, vehicle_id: UUID, lat: float, lon: float, payload: bytes
     ) -> None:
-        check_point(lat, lon)
-        payload = encode_json(data)
         member = str(vehicle_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.geoadd(self._key("geo", str(org_id)), (_geo_lon(lon), lat, member))
             pipe.hset(self._key("latest", str(org_id)), member, payload)
             await pipe.execute()
 
-    async def set_latest_many(self, org_id: UUID, items: Sequence[LatestItem]) -> None:
+    async def _set_latest_many(self, org_id: UUID, items: Sequence[LatestItem]) -> None:
         if not items:
             return
-        for item in items:
-            check_point(item.lat, item.lon)
         geo: list[Any] = []
         for item in items:
             geo += [_geo_lon(item.lon), item.lat, str(item.vehicle_id)]
@@ -134,10 +112,9 @@ class RedisCacheBus:
         rows = await self._redis.hmget(self._key("latest", str(org_id)), [str(v) for v in vehicle_ids])
         return [None if raw is None else dict(json.loads(raw)) for raw in rows]
 
-    async def nearby(
-        self, org_id: UUID, lat: float, lon: float, radius_m: float, limit: int = 50
+    async def _nearby(
+        self, org_id: UUID, lat: float, lon: float, radius_m: float, limit: int
     ) -> list[Nearby]:
-        check_nearby(lat, lon, radius_m, limit)
         rows = await self._redis.geosearch(
             self._key("geo", str(org_id)),
             longitude=_geo_lon(lon),
@@ -152,18 +129,16 @@ class RedisCacheBus:
 
     # Pub/sub ------------------------------------------------------------------------------
 
-    async def publish(self, channel: str, message: dict[str, Any]) -> None:
-        await self._redis.publish(self._key("ch", channel), encode_json(message))
-
-    async def publish_raw(self, channel: str, payload: bytes) -> None:
-        if not isinstance(payload, bytes):
-            raise TypeError("payload must be bytes")
+    async def _publish(self, channel: str, payload: bytes) -> None:
         await self._redis.publish(self._key("ch", channel), payload)
+
+    # Not checked here: subscribers drop what is not a JSON object (`_messages`).
+    _publish_raw = _publish
 
     @asynccontextmanager
     async def _subscription(
-        self, channels: tuple[str, ...], *, raw: bool = False
-    ) -> AsyncIterator[Subscription | RawSubscription]:
+        self, channels: tuple[str, ...], *, raw: bool
+    ) -> AsyncIterator[AsyncIterator[Message] | AsyncIterator[RawMessage]]:
         async with self._redis.pubsub() as pubsub:  # unsubscribes and returns the connection on exit
             await pubsub.subscribe(*(self._key("ch", c) for c in channels))
             # SUBSCRIBE is acknowledged asynchronously; wait for every confirmation so that a
@@ -202,18 +177,9 @@ class RedisCacheBus:
             if msg["type"] == "message":
                 yield RawMessage(msg["channel"].decode()[strip:], _as_bytes(msg["data"]))
 
-    def subscribe(self, *channels: str) -> AbstractAsyncContextManager[Subscription]:
-        check_channels(channels)
-        return self._subscription(tuple(dict.fromkeys(channels)))  # type: ignore[return-value]
-
-    def subscribe_raw(self, *channels: str) -> AbstractAsyncContextManager[RawSubscription]:
-        check_channels(channels)
-        return self._subscription(tuple(dict.fromkeys(channels)), raw=True)  # type: ignore[return-value]
-
     # Rate limits --------------------------------------------------------------------------
 
-    async def hit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
-        check_rate(limit, window_seconds)
+    async def _hit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
         window_us = max(1, round(window_seconds * 1_000_000))
         allowed, retry_us = await self._hit_script(
             keys=[self._key("rate", key)], args=[window_us, limit, uuid.uuid4().hex]
