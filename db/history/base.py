@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from domain.geo import LatLon
@@ -98,6 +98,25 @@ class DeliveryEvent:
             raise ValueError("sequence must be >= 0")
         # Both backends store data as JSON; refuse anything that would not round-trip.
         json.dumps(self.data, allow_nan=False)
+
+
+Record = TypeVar("Record", Position, DeliveryEvent)
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls)) for cls in (Position, DeliveryEvent)
+}
+
+
+def record_fields(record: Position | DeliveryEvent) -> dict[str, Any]:
+    """The record's fields by name, in declaration order: what a store's row or document starts from."""
+    return {name: getattr(record, name) for name in _FIELD_NAMES[type(record)]}
+
+
+def record_from(cls: type[Record], row: object, **overrides: Any) -> Record:
+    """A record built from a stored row's same-named attributes, `overrides` in place of some."""
+    values = {name: getattr(row, name) for name in _FIELD_NAMES[cls] if name not in overrides}
+    return cls(**values, **overrides)
 
 
 def check_range(since: datetime, until: datetime, limit: int) -> tuple[datetime, datetime]:

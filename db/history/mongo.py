@@ -24,7 +24,7 @@ from uuid import UUID
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError, OperationFailure
 
-from db.history.base import DeliveryEvent, Position, check_range, dedupe_batch
+from db.history.base import DeliveryEvent, Position, check_range, dedupe_batch, record_fields
 
 log = logging.getLogger(__name__)
 
@@ -195,17 +195,7 @@ class MongoHistoryStore:
 
     async def append_event(self, event: DeliveryEvent) -> bool:
         await self._ready()
-        doc = {
-            "organization_id": event.organization_id,
-            "delivery_id": event.delivery_id,
-            "workflow_id": event.workflow_id,
-            "sequence": event.sequence,
-            "type": event.type,
-            "occurred_at": event.occurred_at,
-            "occurred_us": _to_us(event.occurred_at),
-            "actor": event.actor,
-            "data": event.data,
-        }
+        doc = {**record_fields(event), "occurred_us": _to_us(event.occurred_at)}
         try:
             await self._events.insert_one(doc)
         except DuplicateKeyError:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table, select, text
+from sqlalchemy import Select, Table, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.base import utcnow
-from db.history.base import DeliveryEvent, Position, check_range, dedupe_batch
+from db.history.base import DeliveryEvent, Position, check_range, dedupe_batch, record_fields, record_from
 from db.models.history import DeliveryEventRow, PositionRow
 from db.upsert import insert_ignoring
 
@@ -123,37 +124,12 @@ class SqlHistoryStore:
             .order_by(PositionRow.recorded_at, PositionRow.seq)
             .limit(limit)
         )
-        async with self._sessionmaker() as session:
-            rows = (await session.scalars(stmt)).all()
-        return [
-            Position(
-                organization_id=r.organization_id,
-                vehicle_id=r.vehicle_id,
-                driver_id=r.driver_id,
-                seq=r.seq,
-                recorded_at=r.recorded_at,
-                lat=r.lat,
-                lon=r.lon,
-                accuracy_m=r.accuracy_m,
-                speed_mps=r.speed_mps,
-                heading_deg=r.heading_deg,
-            )
-            for r in rows
-        ]
+        return [record_from(Position, r) for r in await self._rows(stmt)]
 
     async def append_event(self, event: DeliveryEvent) -> bool:
         table = DeliveryEventRow.__table__
         assert isinstance(table, Table)
-        row = {
-            "organization_id": event.organization_id,
-            "delivery_id": event.delivery_id,
-            "workflow_id": event.workflow_id,
-            "sequence": event.sequence,
-            "type": event.type,
-            "occurred_at": event.occurred_at,
-            "actor": event.actor,
-            "data": event.data,
-        }
+        row = record_fields(event)
         async with self._sessionmaker() as session, session.begin():
             stmt = (
                 insert_ignoring(self._dialect(session), table, _EVENT_KEY).values(row).returning(table.c.id)
@@ -169,21 +145,11 @@ class SqlHistoryStore:
             )
             .order_by(DeliveryEventRow.sequence, DeliveryEventRow.workflow_id)
         )
+        return [record_from(DeliveryEvent, r, data=dict(r.data)) for r in await self._rows(stmt)]
+
+    async def _rows(self, stmt: Select[Any]) -> Sequence[Any]:
         async with self._sessionmaker() as session:
-            rows = (await session.scalars(stmt)).all()
-        return [
-            DeliveryEvent(
-                organization_id=r.organization_id,
-                delivery_id=r.delivery_id,
-                workflow_id=r.workflow_id,
-                sequence=r.sequence,
-                type=r.type,
-                occurred_at=r.occurred_at,
-                actor=r.actor,
-                data=dict(r.data),
-            )
-            for r in rows
-        ]
+            return (await session.scalars(stmt)).all()
 
     async def ping(self) -> None:
         async with self._sessionmaker() as session:
