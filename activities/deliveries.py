@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio import activity
 
+from activities.interfaces import implements
+from activities.interfaces.deliveries import DeliveryInterface
 from activities.notifications.fanout import signal_notification_workflow
 from db.history.base import DeliveryEvent
 from db.models import DeliveryRow, NotificationOutbox
@@ -92,16 +93,16 @@ def change_message(t: Transition) -> dict[str, Any]:
     }
 
 
-class DeliveryActivities:
+class DeliveryActivities(DeliveryInterface):
     def __init__(self, resources: Resources) -> None:
         self._r = resources
 
-    @activity.defn(name="project_delivery")
+    @implements(DeliveryInterface.project_delivery)
     async def project_delivery(self, t: Transition) -> None:
         assert t.state is not None, "transitions carry the state they lead to"
         await write_projection(self._r.sessionmaker, t.state, t.occurred_at)
 
-    @activity.defn(name="append_delivery_event")
+    @implements(DeliveryInterface.append_delivery_event)
     async def append_delivery_event(self, t: Transition) -> None:
         data = {"from": t.from_status.value if t.from_status else None, "to": t.to_status.value, **t.data}
         await self._r.history.append_event(
@@ -117,7 +118,7 @@ class DeliveryActivities:
             )
         )
 
-    @activity.defn(name="publish_delivery_change")
+    @implements(DeliveryInterface.publish_delivery_change)
     async def publish_delivery_change(self, t: Transition) -> None:
         message = change_message(t)
         targets = [channels.org_deliveries(t.organization_id), channels.delivery(t.delivery_id)]
@@ -126,7 +127,7 @@ class DeliveryActivities:
         for channel in targets:
             await self._r.cache_bus.publish(channel, message)
 
-    @activity.defn(name="notify")
+    @implements(DeliveryInterface.notify)
     async def notify(self, t: Transition) -> None:
         """Record the event in the outbox and hand it to the delivery's NotificationWorkflow, which
         sends (e-mail, SMS, in-app, webhooks) with its own retries: this stays one insert and one RPC,

@@ -39,6 +39,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.deliveries import write_projection
+from activities.interfaces import implements
+from activities.interfaces.reconcile import ReconcileInterface
 from db.models import DeliveryRow
 from domain.delivery import TERMINAL, DeliveryOptions, DeliveryState, start_input
 from domain.reconcile import (
@@ -77,7 +79,7 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class ReconcileActivities:
+class ReconcileActivities(ReconcileInterface):
     """`on_result` hears every finished run (the worker's metrics)."""
 
     def __init__(
@@ -86,7 +88,7 @@ class ReconcileActivities:
         self._r = resources
         self._on_result = on_result
 
-    @activity.defn(name="reconcile_deliveries")
+    @implements(ReconcileInterface.reconcile_deliveries)
     async def reconcile_deliveries(self, params: ReconcileInput) -> ReconcileResult:
         s = self._r.settings
         grace = s.reconcile_grace_seconds if params.grace_seconds is None else params.grace_seconds

@@ -9,8 +9,8 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from temporalio import activity
-
+from activities.interfaces import implements
+from activities.interfaces.system_check import SystemCheckInterface
 from domain.health import StoreCheck, SystemCheckInput, SystemCheckResult
 
 if TYPE_CHECKING:
@@ -29,11 +29,11 @@ async def _probe(name: str, backend: str, check: Awaitable[object]) -> StoreChec
         return StoreCheck(name=name, ok=False, backend=backend, detail=f"{type(exc).__name__}: {exc}")
 
 
-class SystemCheckActivities:
+class SystemCheckActivities(SystemCheckInterface):
     def __init__(self, resources: Resources) -> None:
         self._resources = resources
 
-    @activity.defn(name="check_stores")
+    @implements(SystemCheckInterface.check_stores)
     async def check_stores(self, params: SystemCheckInput) -> SystemCheckResult:  # noqa: ARG002
         r = self._resources
         s = r.settings

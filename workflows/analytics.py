@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.analytics.activities import AnalyticsActivities
+    from activities.interfaces.analytics import AnalyticsInterface
     from domain.analytics import (
         AnalyticsTarget,
         BackfillInput,
@@ -40,7 +40,7 @@ def _scheduled_time() -> datetime:
 
 async def _compute(target: AnalyticsTarget, inp: ComputeReportInput) -> ComputeReportResult:
     result: ComputeReportResult = await workflow.execute_activity_method(
-        AnalyticsActivities.compute_daily_report,
+        AnalyticsInterface.compute_daily_report,
         inp,
         task_queue=target.task_queue,
         start_to_close_timeout=TIMEOUT,

@@ -20,7 +20,7 @@ from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUp
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.deliveries import DeliveryActivities
+    from activities.interfaces.deliveries import DeliveryInterface
     from domain import search_attributes as sa
     from domain.delivery import (
         ALLOWED,
@@ -153,11 +153,11 @@ class DeliveryWorkflow:
 
     async def _record(self, t: Transition) -> None:
         await asyncio.gather(
-            _act(DeliveryActivities.project_delivery, t), _act(DeliveryActivities.append_delivery_event, t)
+            _act(DeliveryInterface.project_delivery, t), _act(DeliveryInterface.append_delivery_event, t)
         )
-        await _act(DeliveryActivities.publish_delivery_change, t)
+        await _act(DeliveryInterface.publish_delivery_change, t)
         if t.type in NOTIFY_EVENTS:
-            await _act(DeliveryActivities.notify, t)
+            await _act(DeliveryInterface.notify, t)
         depot = self._state.spec.depot_id
         if (t.route_id or (depot and t.type in DISPATCH_EVENTS)) and workflow.patched(LINKS_PATCH):
             if t.route_id:
@@ -571,7 +571,7 @@ class DeliveryWorkflow:
 
 
 def _act(
-    method: Callable[[DeliveryActivities, Transition], Awaitable[None]], t: Transition
+    method: Callable[[DeliveryInterface, Transition], Awaitable[None]], t: Transition
 ) -> Awaitable[None]:
     return workflow.execute_activity_method(
         method, t, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY

@@ -17,7 +17,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notifications.activities import DisabledAlert, NotificationActivities, SendFailure
+    from activities.interfaces.notifications import NotificationInterface
+    from domain.notification_steps import DisabledAlert, SendFailure
     from domain.notifications import (
         NOTIFICATION_SIGNAL,
         NOTIFICATION_WORKFLOW,
@@ -47,9 +48,9 @@ def _webhook_retry(config: NotificationConfig) -> RetryPolicy:
 
 async def _mark_failed(send: Send, reason: str) -> None:
     method = (
-        NotificationActivities.mark_webhook_failed
+        NotificationInterface.mark_webhook_failed
         if send.kind == "webhook"
-        else NotificationActivities.mark_message_failed
+        else NotificationInterface.mark_message_failed
     )
     await workflow.execute_activity_method(
         method, SendFailure(send, reason), start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY
@@ -58,7 +59,7 @@ async def _mark_failed(send: Send, reason: str) -> None:
 
 async def _alert_admins(subscription_id: str) -> EventPlan:
     return await workflow.execute_activity_method(
-        NotificationActivities.alert_webhook_disabled,
+        NotificationInterface.alert_webhook_disabled,
         DisabledAlert(subscription_id),
         start_to_close_timeout=STEP_TIMEOUT,
         retry_policy=STEP_RETRY,
@@ -70,7 +71,7 @@ async def send_webhook(send: Send, config: NotificationConfig) -> tuple[str, str
     and, if this send disabled the endpoint, the subscription id to alert admins about."""
     try:
         outcome = await workflow.execute_activity_method(
-            NotificationActivities.deliver_webhook,
+            NotificationInterface.deliver_webhook,
             send,
             start_to_close_timeout=SEND_TIMEOUT,
             schedule_to_close_timeout=timedelta(seconds=config.webhook_retry_period_seconds),
@@ -112,7 +113,7 @@ class NotificationWorkflow:
                 break
             ev = self._events.pop(0)
             plan = await workflow.execute_activity_method(
-                NotificationActivities.plan_event,
+                NotificationInterface.plan_event,
                 ev,
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=STEP_RETRY,
@@ -148,7 +149,7 @@ class NotificationWorkflow:
             return
         try:
             await workflow.execute_activity_method(
-                NotificationActivities.send_message,
+                NotificationInterface.send_message,
                 send,
                 start_to_close_timeout=SEND_TIMEOUT,
                 schedule_to_close_timeout=timedelta(seconds=self._config.message_retry_period_seconds),

@@ -14,7 +14,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.reconcile import ReconcileActivities
+    from activities.interfaces.reconcile import ReconcileInterface
     from domain.reconcile import ReconcileInput, ReconcileResult
 
 RUN_TIMEOUT = timedelta(hours=1)
@@ -27,7 +27,7 @@ class ReconcileWorkflow:
     async def run(self, params: ReconcileInput) -> ReconcileResult:
         workflow.logger.info("delivery reconciliation requested by %s", params.requested_by)
         result: ReconcileResult = await workflow.execute_activity_method(
-            ReconcileActivities.reconcile_deliveries,
+            ReconcileInterface.reconcile_deliveries,
             params,
             start_to_close_timeout=RUN_TIMEOUT,
             heartbeat_timeout=HEARTBEAT,

@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.routing.planning import RoutePlanningActivities
+    from activities.interfaces.routing import RoutePlanningInterface
     from domain.delivery import EtaSignal
     from domain.routes import (
         FINISHED,
@@ -89,7 +89,7 @@ class RouteWorkflow:
     async def _record(self) -> None:
         st = self._state = replace(self._state, version=self._state.version + 1, updated_at=workflow.now())
         await workflow.execute_activity_method(
-            RoutePlanningActivities.project_route,
+            RoutePlanningInterface.project_route,
             st,
             start_to_close_timeout=IO_TIMEOUT,
             retry_policy=IO_RETRY,

@@ -13,7 +13,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.routing.planning import RoutePlanningActivities
+    from activities.interfaces.routing import RoutePlanningInterface, RoutingInterface
     from domain.route_plans import (
         ApplyInput,
         ApplyPlanRequest,
@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
         PlanState,
         PlanStatus,
     )
-    from domain.routing import OptimizeRoutesInput, RoutePlan, SolveOptions
+    from domain.routing import OptimizeRoutesInput, SolveOptions
 
 P = PlanStatus
 IO_TIMEOUT = timedelta(seconds=60)
@@ -57,15 +57,14 @@ class RoutePlanWorkflow:
 
     async def _plan_and_apply(self, req: PlanRequest) -> None:
         loaded = await workflow.execute_activity_method(
-            RoutePlanningActivities.load_routing_problem,
+            RoutePlanningInterface.load_routing_problem,
             req,
             start_to_close_timeout=IO_TIMEOUT,
             retry_policy=IO_RETRY,
         )
-        plan = await workflow.execute_activity(
-            "optimize_routes",
+        plan = await workflow.execute_activity_method(
+            RoutingInterface.optimize_routes,
             OptimizeRoutesInput(problem=loaded.problem, options=SolveOptions(time_limit_s=req.time_limit_s)),
-            result_type=RoutePlan,
             task_queue=req.routing_task_queue,
             start_to_close_timeout=timedelta(seconds=req.time_limit_s) + SOLVE_MARGIN,
             heartbeat_timeout=SOLVE_HEARTBEAT,
@@ -85,7 +84,7 @@ class RoutePlanWorkflow:
         self._set(P.APPLYING)
         await self._save()
         result = await workflow.execute_activity_method(
-            RoutePlanningActivities.apply_route_plan,
+            RoutePlanningInterface.apply_route_plan,
             ApplyInput(request=req, loaded=loaded, plan=plan),
             start_to_close_timeout=timedelta(minutes=10),
             heartbeat_timeout=timedelta(seconds=60),
@@ -99,7 +98,7 @@ class RoutePlanWorkflow:
 
     async def _save(self) -> None:
         await workflow.execute_activity_method(
-            RoutePlanningActivities.save_route_plan,
+            RoutePlanningInterface.save_route_plan,
             self._state,
             start_to_close_timeout=IO_TIMEOUT,
             retry_policy=IO_RETRY,

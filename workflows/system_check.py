@@ -12,7 +12,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.system_check import SystemCheckActivities
+    from activities.interfaces.system_check import SystemCheckInterface
     from domain.health import StoreCheck, SystemCheckInput, SystemCheckResult
 
 
@@ -22,7 +22,7 @@ class SystemCheckWorkflow:
     async def run(self, params: SystemCheckInput) -> SystemCheckResult:
         workflow.logger.info("system check requested by %s", params.requested_by)
         report: SystemCheckResult = await workflow.execute_activity_method(
-            SystemCheckActivities.check_stores,
+            SystemCheckInterface.check_stores,
             params,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_attempts=3),

@@ -21,6 +21,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.analytics import compute, reader
+from activities.interfaces import implements
+from activities.interfaces.analytics import AnalyticsInterface
 from db.repositories.analytics import fleet_labels, save_report
 from domain.analytics import NO_KEY, ComputeReportInput, ComputeReportResult
 
@@ -47,7 +49,7 @@ def resolve_day(inp: ComputeReportInput) -> date:
     return at.astimezone(ZoneInfo(inp.timezone)).date() + timedelta(days=inp.day_offset)
 
 
-class AnalyticsActivities:
+class AnalyticsActivities(AnalyticsInterface):
     def __init__(self, resources: Resources) -> None:
         self._r = resources
         self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics")
@@ -55,7 +57,7 @@ class AnalyticsActivities:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._cpu, partial(fn, *args))
 
-    @activity.defn(name="compute_daily_report")
+    @implements(AnalyticsInterface.compute_daily_report)
     async def compute_daily_report(self, inp: ComputeReportInput) -> ComputeReportResult:
         try:
             day = resolve_day(inp)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import smtplib
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -14,6 +13,8 @@ from sqlalchemy import select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.interfaces import implements
+from activities.interfaces.notifications import NotificationInterface
 from activities.notifications.email import EmailSender
 from activities.notifications.planner import STAFF, Planner, Recipient
 from activities.notifications.sms import SmsSender
@@ -21,6 +22,7 @@ from activities.notifications.templates import render
 from activities.notifications.webhooks import attempt_webhook
 from db.models import NotificationRow, NotificationSettingsRow, User, WebhookDelivery, WebhookSubscription
 from domain import channels
+from domain.notification_steps import DisabledAlert, SendFailure
 from domain.notifications import WEBHOOK_DISABLED, EventPlan, NotificationEvent, Send
 
 WEBHOOK_REFUSED = "WebhookRefused"  # ApplicationError type: the egress policy forbids the URL
@@ -29,18 +31,7 @@ if TYPE_CHECKING:
     from activities.resources import ActivityResources as Resources
 
 
-@dataclass(frozen=True)
-class SendFailure:
-    send: Send
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class DisabledAlert:
-    subscription_id: str
-
-
-class NotificationActivities:
+class NotificationActivities(NotificationInterface):
     def __init__(self, resources: Resources) -> None:
         self._r = resources
         self._email = EmailSender(resources.settings)
@@ -49,12 +40,12 @@ class NotificationActivities:
         s = self._r.settings
         return {"in_app"} | ({"email"} if s.smtp_host else set()) | ({"sms"} if s.sms_provider_url else set())
 
-    @activity.defn(name="plan_notifications")
+    @implements(NotificationInterface.plan_event)
     async def plan_event(self, ev: NotificationEvent) -> EventPlan:
         async with self._r.sessionmaker() as session, session.begin():
             return await Planner(session, self._r.settings, self._enabled_channels()).plan(ev)
 
-    @activity.defn(name="send_notification")
+    @implements(NotificationInterface.send_message)
     async def send_message(self, send: Send) -> None:
         async with self._r.sessionmaker() as session:
             row = await session.get(NotificationRow, uuid.UUID(send.ident))
@@ -95,7 +86,7 @@ class NotificationActivities:
             await self._r.cache_bus.publish(channels.user_notifications(row.recipient), message)
             await self._r.cache_bus.publish(channels.org_notifications(str(row.organization_id)), message)
 
-    @activity.defn(name="mark_notification_failed")
+    @implements(NotificationInterface.mark_message_failed)
     async def mark_message_failed(self, failure: SendFailure) -> None:
         async with self._r.sessionmaker() as session, session.begin():
             await session.execute(
@@ -104,7 +95,7 @@ class NotificationActivities:
                 .values(status="failed", error=failure.reason[:500])
             )
 
-    @activity.defn(name="deliver_webhook")
+    @implements(NotificationInterface.deliver_webhook)
     async def deliver_webhook(self, send: Send) -> str:
         attempt = activity.info().attempt
         outcome = await attempt_webhook(
@@ -120,7 +111,7 @@ class NotificationActivities:
             raise ApplicationError(outcome.detail, type="WebhookAttemptFailed")  # retried by Temporal
         return outcome.status
 
-    @activity.defn(name="mark_webhook_failed")
+    @implements(NotificationInterface.mark_webhook_failed)
     async def mark_webhook_failed(self, failure: SendFailure) -> None:
         async with self._r.sessionmaker() as session, session.begin():
             await session.execute(
@@ -131,7 +122,7 @@ class NotificationActivities:
                 .values(status="failed")
             )
 
-    @activity.defn(name="alert_webhook_disabled")
+    @implements(NotificationInterface.alert_webhook_disabled)
     async def alert_webhook_disabled(self, alert: DisabledAlert) -> EventPlan:
         """Tell the organization's admins (in-app and e-mail) that an endpoint was disabled."""
         async with self._r.sessionmaker() as session, session.begin():

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.interfaces import implements
+from activities.interfaces.routing import RoutingInterface
 from activities.routing.engine import solve
 from activities.routing.matrix import CachedMatrices, HaversineProvider, MatrixProvider, OsrmProvider
 from domain.routing import OptimizeRoutesInput, RoutePlan
@@ -28,7 +30,7 @@ HEARTBEAT_EVERY_S = 2.0
 OVERRUN_GRACE_S = 60.0  # beyond the time limit, before a solve counts as lost
 
 
-class RoutingActivities:
+class RoutingActivities(RoutingInterface):
     def __init__(self, matrices: CachedMatrices, processes: int = 1) -> None:
         self.matrices = matrices
         self.pool = ProcessPoolExecutor(
@@ -51,7 +53,7 @@ class RoutingActivities:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    @activity.defn(name="optimize_routes")
+    @implements(RoutingInterface.optimize_routes)
     async def optimize_routes(self, input: OptimizeRoutesInput) -> RoutePlan:  # noqa: A002 (the SDK's word)
         problem, options = input.problem, input.options
         if options.time_limit_s <= 0:

@@ -15,6 +15,8 @@ from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedEr
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
+from activities.interfaces import implements
+from activities.interfaces.routing import RoutePlanningInterface
 from activities.routing.problem import LOADED, MOVABLE, STARTED, ProblemBuilder, depot_of, window_overlaps_day
 from db.models import DeliveryRow, Depot, Driver, RoutePlanRow, RouteRow, Vehicle
 from db.upsert import insert_ignoring
@@ -31,13 +33,13 @@ if TYPE_CHECKING:
 S = DeliveryStatus
 
 
-class RoutePlanningActivities:
+class RoutePlanningActivities(RoutePlanningInterface):
     def __init__(self, resources: Resources) -> None:
         self._r = resources
 
     # Loading ------------------------------------------------------------------------------
 
-    @activity.defn(name="load_routing_problem")
+    @implements(RoutePlanningInterface.load_routing_problem)
     async def load_routing_problem(self, req: PlanRequest) -> LoadedProblem:
         org = uuid.UUID(req.organization_id)
         async with self._r.sessionmaker() as session:
@@ -123,7 +125,7 @@ class RoutePlanningActivities:
 
     # Plans --------------------------------------------------------------------------------
 
-    @activity.defn(name="save_route_plan")
+    @implements(RoutePlanningInterface.save_route_plan)
     async def save_route_plan(self, state: PlanState) -> None:
         req = state.request
         values: dict[str, Any] = {
@@ -155,7 +157,7 @@ class RoutePlanningActivities:
                 .values(**values)
             )
 
-    @activity.defn(name="apply_route_plan")
+    @implements(RoutePlanningInterface.apply_route_plan)
     async def apply_route_plan(self, inp: ApplyInput) -> ApplyResult:
         from workflows.delivery import DeliveryWorkflow, delivery_workflow_id
         from workflows.route import RouteWorkflow
@@ -228,7 +230,7 @@ class RoutePlanningActivities:
 
     # Routes -------------------------------------------------------------------------------
 
-    @activity.defn(name="project_route")
+    @implements(RoutePlanningInterface.project_route)
     async def project_route(self, state: RouteState) -> None:
         values: dict[str, Any] = {
             "driver_id": uuid.UUID(state.driver_id) if state.driver_id else None,
