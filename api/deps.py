@@ -63,6 +63,23 @@ TemporalDep = Annotated[Client, Depends(get_temporal)]
 
 
 @dataclass(frozen=True, slots=True)
+class Backends:
+    """What an endpoint that reads rows and then talks to a workflow needs: the request's session,
+    the Temporal client and the resources (one dependency instead of three in its signature)."""
+
+    session: AsyncSession
+    client: Client
+    resources: Resources
+
+
+async def get_backends(session: SessionDep, client: TemporalDep, resources: ResourcesDep) -> Backends:
+    return Backends(session, client, resources)
+
+
+BackendsDep = Annotated[Backends, Depends(get_backends)]
+
+
+@dataclass(frozen=True, slots=True)
 class CurrentUser:
     id: uuid.UUID
     organization_id: uuid.UUID

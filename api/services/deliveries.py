@@ -1,37 +1,34 @@
-"""Delivery operations behind the router: idempotent creation, reads, and workflow Updates."""
+"""Delivery operations behind the router: idempotent creation and reads. Actions (workflow Updates)
+are in delivery_actions.py; the create's SQL in db/repositories/delivery_creates.py."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, String, Table, bindparam, delete, insert, select
-from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
-from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.workflow import UpdateMethodMultiParam
 
 from activities.deliveries import projection_values
 from activities.reconcile import delivery_options
 from api.deps import CurrentUser
 from api.errors import ProblemError, not_found, temporal_unavailable
-from api.schemas.deliveries import DeliveryCreate, to_spec
-from api.v1.crud import require_reference
-from db.models import DeliveryRow, IdempotencyKey
-from db.repositories.delivery_writes import Statement, writes_for
+from api.http.pagination import Page, PageParams, make_page
+from api.resources import Resources
+from api.schemas.deliveries import DeliveryCreate, DeliveryOut, EventOut, delivery_out, to_spec
+from api.services.crud import require_reference
+from db.models import DeliveryRow
+from db.repositories import delivery_creates as creates
+from db.repositories.deliveries import DeliveryRepository, DeliverySearch
 from db.repositories.fleet import DepotRepository, DriverRepository
-from db.upsert import insert_ignoring
 from domain.delivery import (
     Actor,
     DeliveryInput,
@@ -39,7 +36,6 @@ from domain.delivery import (
     DeliveryState,
     DeliveryStatus,
     SpecError,
-    allowed_actions,
     never_started,
     start_input,
     validate_spec,
@@ -49,8 +45,6 @@ from domain.roles import Role
 from plumbing.codec import from_jsonable
 from plumbing.settings import Settings
 from workflows.delivery import DeliveryWorkflow
-
-A = TypeVar("A")
 
 
 def workflow_id(delivery_id: uuid.UUID | str) -> str:
@@ -68,136 +62,16 @@ class Created:
     created: bool  # False: an earlier request (same Idempotency-Key or external_ref) made it
 
 
-async def _claim_key(
-    session: AsyncSession, org: uuid.UUID, key: str, digest: str, new_id: uuid.UUID
-) -> uuid.UUID:
-    """The delivery id this Idempotency-Key stands for; the first request to claim it wins."""
-    table = IdempotencyKey.__table__
-    assert isinstance(table, Table)
-    dialect = session.get_bind().dialect.name
-    # One statement in the common case: RETURNING yields a row only when this request made the claim.
-    claimed = await session.execute(
-        insert_ignoring(dialect, table, ["organization_id", "key"])
-        .values(organization_id=org, key=key, request_hash=digest, delivery_id=new_id)
-        .returning(table.c.delivery_id)
-    )
-    if claimed.first() is not None:
-        return new_id
-    earlier = (
-        await session.execute(
-            select(table.c.request_hash, table.c.delivery_id).where(
-                table.c.organization_id == org, table.c.key == key
-            )
-        )
-    ).one()
-    if earlier.request_hash != digest:
-        raise ProblemError(
-            422, "idempotency_key_reused", "this Idempotency-Key was used for a different request body"
-        )
-    delivery_id: uuid.UUID = earlier.delivery_id
-    return delivery_id
+@dataclass(frozen=True)
+class _Call:
+    """One create request: who asks, over which session and client, under which key."""
 
-
-async def _by_ref(session: AsyncSession, org: uuid.UUID, ref: str) -> DeliveryRow | None:
-    stmt = select(DeliveryRow).where(DeliveryRow.organization_id == org, DeliveryRow.external_ref == ref)
-    return (await session.scalars(stmt)).one_or_none()
-
-
-# The insert statements of the common create (no external_ref), built once: SQLAlchemy then only
-# binds parameters to a cached compiled form instead of building and hashing a new statement.
-_DELIVERIES = cast(Table, DeliveryRow.__table__)
-_KEYS = cast(Table, IdempotencyKey.__table__)
-_ROW_COLUMNS = [c.name for c in _DELIVERIES.c if c.name != "id"]
-
-
-def _row_param(name: str, dialect: str) -> ColumnElement[Any]:
-    """The bind parameter of one column of a new row. `state` arrives as JSON text (encoded once,
-    see `_row_values`): PostgreSQL casts it to json, SQLite stores the text as it is."""
-    if name != "state":
-        return bindparam(name, type_=_DELIVERIES.c[name].type)
-    text = bindparam(name, type_=String())
-    return sql_cast(text, JSON) if dialect == "postgresql" else text
-
-
-_INSERT_ROW = {
-    dialect: insert(_DELIVERIES).values({name: _row_param(name, dialect) for name in ["id", *_ROW_COLUMNS]})
-    for dialect in ("postgresql", "sqlite")
-}
-_KEY_VALUES = {
-    "organization_id": bindparam("organization_id", type_=_KEYS.c.organization_id.type),
-    "key": bindparam("key", type_=_KEYS.c.key.type),
-    "request_hash": bindparam("request_hash", type_=_KEYS.c.request_hash.type),
-    "delivery_id": bindparam("delivery_id", type_=_KEYS.c.delivery_id.type),
-    "created_at": bindparam("created_at", type_=_KEYS.c.created_at.type),
-}
-_CLAIM = {
-    dialect: insert_ignoring(dialect, _KEYS, ["organization_id", "key"])
-    .values(_KEY_VALUES)
-    .returning(_KEYS.c.delivery_id)
-    for dialect in ("postgresql", "sqlite")
-}
-# PostgreSQL: claim and projection row in one statement (a data-modifying CTE). The row is
-# inserted only if the claim was, so both happen or neither does, in one round trip.
-_claim_cte = _CLAIM["postgresql"].cte("claim")
-_CLAIM_AND_ROW_PG = Statement.compile(
-    insert(_DELIVERIES)
-    .from_select(
-        ["id", *_ROW_COLUMNS],
-        select(_claim_cte.c.delivery_id, *(_row_param(name, "postgresql") for name in _ROW_COLUMNS)),
-    )
-    .returning(_DELIVERIES.c.id)
-)
-# PostgreSQL without an Idempotency-Key: the row alone, RETURNING so that a batch reports each one.
-_ROW_PG = Statement.compile(
-    _INSERT_ROW["postgresql"].returning(_DELIVERIES.c.id), duplicate_means_written=True
-)
-
-
-async def _insert_new(session: AsyncSession, row: dict[str, Any], key: str | None, digest: str) -> bool:
-    """Write the idempotency claim (with a key) and the projection row of a delivery without an
-    external_ref; False if the key was claimed before (nothing written then).
-
-    Without an external_ref the row cannot conflict with another delivery, so no lookup is needed.
-    On PostgreSQL claim and row are one statement, sent with those of concurrent creates
-    (db/repositories/delivery_writes.py). On SQLite they are two autocommit statements: no BEGIN/COMMIT round
-    trips, and the write lock is held for one statement, not across event loop turns. `session` is
-    a fresh one (every caller opens one per create): no transaction is open on it.
-    """
-    engine = session.bind
-    if isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql":
-        if key is None:
-            return await writes_for(engine).write(_ROW_PG, row)
-        return await writes_for(engine).write(_CLAIM_AND_ROW_PG, _claim_and_row_params(row, key, digest))
-    conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    dialect = conn.dialect.name
-    try:
-        if key is None:
-            await conn.execute(_INSERT_ROW[dialect], row)
-            return True
-        # A crash between the two statements leaves a claim without a row: a retry with the key finds
-        # the claim and writes the row (the replay path).
-        if (await conn.execute(_CLAIM[dialect], _claim_params(row, key, digest))).first() is None:
-            return False
-        await conn.execute(_INSERT_ROW[dialect], row)
-        return True
-    finally:
-        await session.commit()  # hands the connection back before the Temporal call
-
-
-def _claim_and_row_params(row: dict[str, Any], key: str, digest: str) -> dict[str, Any]:
-    """The parameters of `_CLAIM_AND_ROW_PG`: the row's without "id" (an INSERT takes a parameter named
-    like a column as that column's value; the row's id is the claim's delivery_id) and the claim's."""
-    return {**{name: value for name, value in row.items() if name != "id"}, **_claim_params(row, key, digest)}
-
-
-def _claim_params(row: dict[str, Any], key: str, digest: str) -> dict[str, Any]:
-    return {
-        "organization_id": row["organization_id"],
-        "key": key,
-        "request_hash": digest,
-        "delivery_id": row["id"],
-        "created_at": row["created_at"],
-    }
+    user: CurrentUser
+    session: AsyncSession
+    client: Client
+    settings: Settings
+    key: str | None
+    digest: str  # the request hash, with a key
 
 
 async def create_delivery(
@@ -220,58 +94,67 @@ async def create_delivery(
         # and is never written: auto-dispatch would put the delivery in that organization's plan.
         await require_reference(DepotRepository(session, org), body.depot_id, "depot_id")
         await session.commit()  # hands the connection back: the common path below does not use it
-    digest = request_hash(body) if idempotency_key else ""
+    call = _Call(
+        user, session, client, settings, idempotency_key, request_hash(body) if idempotency_key else ""
+    )
     if not spec.external_ref:
         # The common case, in one round trip on PostgreSQL (two statements on SQLite).
         initial = _initial_state(uuid7(), org, spec, now)
         new_row = _row_values(initial, org, now, state_as_text=True)
-        if await _insert_new(session, new_row, idempotency_key, digest):
-            await _start_new(
-                session, client, _workflow_input(initial, user, settings), settings, idempotency_key
-            )
+        if await creates.insert_new(session, new_row, idempotency_key, call.digest):
+            await _start_new(call, initial)
             return Created(initial, created=True)
+    return await _create_or_replay(call, spec, now)
+
+
+async def _create_or_replay(call: _Call, spec: DeliverySpec, now: datetime) -> Created:
+    """A create with an external_ref, or a repeat of an earlier request (same Idempotency-Key or
+    external_ref): the delivery that request made, or a new one."""
+    session, org = call.session, call.user.organization_id
     delivery_id = uuid7()
-    if idempotency_key:
-        delivery_id = await _claim_key(session, org, idempotency_key, digest, delivery_id)
-    if spec.external_ref and (existing := await _by_ref(session, org, spec.external_ref)) is not None:
-        if existing.id != delivery_id and idempotency_key:
+    if call.key:
+        delivery_id, claimed_with = await creates.claim_key(session, org, call.key, call.digest, delivery_id)
+        if claimed_with != call.digest:
+            raise ProblemError(
+                422, "idempotency_key_reused", "this Idempotency-Key was used for a different request body"
+            )
+    if spec.external_ref and (existing := await creates.by_ref(session, org, spec.external_ref)) is not None:
+        if existing.id != delivery_id and call.key:
             await session.rollback()
             raise ProblemError(409, "external_ref_taken", "another delivery already has this external_ref")
         await session.commit()
-        return await _existing(client, row_state(existing), user, settings)
+        return await _existing(call, row_state(existing))
     initial = _initial_state(delivery_id, org, spec, now)
-    values = _row_values(initial, org, now)
     try:
-        result = await session.execute(
-            insert_ignoring(session.get_bind().dialect.name, _DELIVERIES, ["id"])
-            .values(values)
-            .returning(_DELIVERIES.c.id)
-        )
-        inserted = result.first() is not None
+        inserted = await creates.insert_row(session, _row_values(initial, org, now))
         await session.commit()
     except IntegrityError:
         await session.rollback()
-        if spec.external_ref and (existing := await _by_ref(session, org, spec.external_ref)) is not None:
+        if (
+            spec.external_ref
+            and (existing := await creates.by_ref(session, org, spec.external_ref)) is not None
+        ):
             # The row is there from the first request's commit even if its workflow is still starting.
             await session.commit()
-            return await _existing(client, row_state(existing), user, settings)
+            return await _existing(call, row_state(existing))
         raise
     if inserted:
-        await _start_new(session, client, _workflow_input(initial, user, settings), settings, idempotency_key)
+        await _start_new(call, initial)
         return Created(initial, created=True)
     # A repeat of an earlier request (same Idempotency-Key) whose row is written.
-    row = await session.get(DeliveryRow, delivery_id)
+    row = await DeliveryRepository(session, org).owned(delivery_id)
     await session.commit()  # hands the connection back before the Temporal call
-    return await _existing(client, row_state(row) if row is not None else initial, user, settings)
+    return await _existing(call, row_state(row) if row is not None else initial)
 
 
-async def _existing(client: Client, state: DeliveryState, user: CurrentUser, settings: Settings) -> Created:
+async def _existing(call: _Call, state: DeliveryState) -> Created:
     """The answer to a create that an earlier request made. That request may have stopped between
     its row and its workflow start (killed, or Temporal unavailable): a row its workflow never wrote
     is started here, so a replayed create never answers with a delivery that cannot move."""
     if never_started(state):
-        options = delivery_options(settings)
-        await ensure_started(client, start_input(state, f"{user.role.value}:{user.id}", options), settings)
+        user, options = call.user, delivery_options(call.settings)
+        params = start_input(state, f"{user.role.value}:{user.id}", options)
+        await ensure_started(call.client, params, call.settings)
     return Created(state, created=False)
 
 
@@ -304,8 +187,8 @@ def _row_values(
 ) -> dict[str, Any]:
     """The projection row of a new delivery (sequence 0): the workflow's own projection overwrites it.
 
-    `state_as_text`: the state as JSON text, for the prepared statements (`_INSERT_ROW`,
-    `_CLAIM_AND_ROW_PG`); otherwise as a JSON value for the JSON column."""
+    `state_as_text`: the state as JSON text, for the prepared statements of
+    db/repositories/delivery_creates.py; otherwise as a JSON value for the JSON column."""
     values = {**projection_values(initial, state_as_text=state_as_text), "sequence": 0}
     return {"id": uuid.UUID(initial.delivery_id), "organization_id": org, "created_at": now, **values}
 
@@ -322,23 +205,18 @@ def _workflow_input(initial: DeliveryState, user: CurrentUser, settings: Setting
     )
 
 
-async def _start_new(
-    session: AsyncSession,
-    client: Client,
-    params: DeliveryInput,
-    settings: Settings,
-    idempotency_key: str | None,
-) -> None:
+async def _start_new(call: _Call, initial: DeliveryState) -> None:
     """Start the workflow of a row this request inserted; without Temporal, undo what a retry cannot find."""
+    params = _workflow_input(initial, call.user, call.settings)
     try:
-        await start_delivery_workflow(client, params, settings.temporal_task_queue)
+        await start_delivery_workflow(call.client, params, call.settings.temporal_task_queue)
     except WorkflowAlreadyStartedError:
         pass  # cannot happen for a fresh id; kept for symmetry with the replay path
     except RPCError:
-        if not idempotency_key:
+        if not call.key:
             # Without a key a retry makes a new delivery: remove the row that has no workflow.
-            await session.execute(delete(DeliveryRow).where(DeliveryRow.id == uuid.UUID(params.delivery_id)))
-            await session.commit()
+            await creates.delete_row(call.session, uuid.UUID(initial.delivery_id))
+            await call.session.commit()
         raise temporal_unavailable() from None
 
 
@@ -358,8 +236,8 @@ async def start_delivery_workflow(
 
 
 async def load_row(session: AsyncSession, org: uuid.UUID, delivery_id: uuid.UUID) -> DeliveryRow:
-    row = await session.get(DeliveryRow, delivery_id)
-    if row is None or row.organization_id != org:
+    row = await DeliveryRepository(session, org).owned(delivery_id)
+    if row is None:
         raise not_found("delivery", delivery_id)
     return row
 
@@ -386,146 +264,70 @@ async def actor_for(session: AsyncSession, user: CurrentUser) -> Actor:
     return Actor(user_id=str(user.id), role=user.role.value, driver_id=str(driver.id) if driver else None)
 
 
-_REJECTIONS = {
-    "InvalidTransition": (409, "invalid_transition"),
-    "NotAssignedDriver": (403, "not_assigned_driver"),
-    "Forbidden": (403, "forbidden"),
-    "InvalidWindows": (422, "invalid_windows"),
-    "ProofTooFar": (422, "proof_too_far"),
-    "ProofRequired": (422, "proof_required"),
-    "OverrideRequired": (422, "override_required"),
-    "ReasonRequired": (422, "reason_required"),
-    "InvalidId": (422, "invalid_reference"),
-}
+async def own_row(
+    session: AsyncSession, user: CurrentUser, delivery_id: uuid.UUID
+) -> tuple[DeliveryRow, Actor]:
+    """The delivery as the caller may see it, and the caller as an actor (one driver lookup serves both)."""
+    row = await load_row(session, user.organization_id, delivery_id)
+    actor = await actor_for(session, user)
+    if user.role is Role.DRIVER and (actor.driver_id is None or str(row.driver_id) != actor.driver_id):
+        # Drivers see only the deliveries assigned to them; others do not exist for them.
+        raise not_found("delivery", delivery_id)
+    return row, actor
 
 
-# Temporal answers that say "not reachable now": the action was most likely not delivered.
-_UNREACHABLE = frozenset(
-    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.DEADLINE_EXCEEDED}
-)
+def _utc_bound(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ProblemError(400, "naive_datetime", "give date-times with a UTC offset")
+    return value
 
 
-def action_id(action: str, key: str | None) -> str:
-    """The Update id of an action: derived from the caller's Idempotency-Key, so that a retry is
-    the same Update (Temporal de-duplicates by id and answers with the first outcome); random
-    without one. Hashed: any key fits, and ids stay short and URL-safe."""
-    if key is None:
-        return f"{action}-{uuid.uuid4().hex}"
-    return f"{action}-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
-
-
-def action_location(delivery_id: uuid.UUID | str, update_id: str) -> str:
-    return f"/api/v1/deliveries/{delivery_id}/actions/{update_id}"
-
-
-async def run_update(
-    client: Client,
-    state: DeliveryState,
-    update: UpdateMethodMultiParam[[DeliveryWorkflow, A], DeliveryState],
-    arg: A,
-    *,
-    action: str,
-    key: str | None,
-    settings: Settings,
-) -> DeliveryState:
-    """Run an action's Update and answer with its outcome within `action_wait_seconds`.
-
-    A rejection becomes a problem with the current status and the allowed actions; an outcome not
-    known in time is 202 `action_pending` with where to learn it; Temporal out of reach is 503.
-    Callers hold no database connection meanwhile (a dead worker must not drain the pool)."""
-    handle = client.get_workflow_handle_for(DeliveryWorkflow.run, workflow_id(state.delivery_id))
-    update_id = action_id(action, key)
-
-    async def send() -> DeliveryState:
-        try:
-            return await handle.execute_update(update, arg, id=update_id)
-        except RPCError as exc:
-            if exc.status is not RPCStatusCode.NOT_FOUND or not never_started(state):
-                raise
-        # The create stopped between its row and its workflow start: start it, then act on it.
-        params = start_input(state, "system:recovered", delivery_options(settings))
-        await ensure_started(client, params, settings)
-        return await handle.execute_update(update, arg, id=update_id)
-
-    return await _outcome(client, state, update_id, send, settings)
-
-
-async def action_outcome(
-    client: Client, state: DeliveryState, update_id: str, settings: Settings
-) -> DeliveryState:
-    """The outcome of an earlier action (GET .../actions/{id}): 200 once known, 202 while pending,
-    404 action_not_found if Temporal has no record of it (it was not applied: safe to send again)."""
-    handle = client.get_workflow_handle_for(DeliveryWorkflow.run, workflow_id(state.delivery_id))
-    update = handle.get_update_handle(update_id, result_type=DeliveryState)
-
-    async def poll() -> DeliveryState:
-        try:
-            result: DeliveryState = await update.result()
-            return result
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:
-                raise ProblemError(
-                    404,
-                    "action_not_found",
-                    f"no action {update_id} is known for this delivery: it was not applied",
-                ) from None
-            raise
-
-    return await _outcome(client, state, update_id, poll, settings)
-
-
-async def _outcome(
-    client: Client,
-    state: DeliveryState,
-    update_id: str,
-    wait: Callable[[], Awaitable[DeliveryState]],
-    settings: Settings,
-) -> DeliveryState:
-    try:
-        async with asyncio.timeout(settings.action_wait_seconds):
-            return await wait()
-    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-        raise await _not_known_yet(client, state, update_id) from None
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        if isinstance(cause, ApplicationError) and cause.type in _REJECTIONS:
-            status, code = _REJECTIONS[cause.type]
-            details: dict[str, Any] = dict(cause.details[0]) if cause.details else {}
-            # `status` is the HTTP status in a problem document: the delivery's goes in current_status.
-            details["current_status"] = details.pop("status", None)
-            raise ProblemError(status, code, cause.message, **details) from None
-        raise
-    except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:  # the workflow has finished: nothing is allowed any more
-            raise ProblemError(
-                409,
-                "invalid_transition",
-                f"the delivery is {state.status.value}",
-                current_status=state.status.value,
-                allowed_actions=allowed_actions(state.status),
-            ) from None
-        if exc.status in _UNREACHABLE:
-            raise temporal_unavailable(action_id=update_id) from None
-        raise
-
-
-async def _not_known_yet(client: Client, state: DeliveryState, update_id: str) -> ProblemError:
-    """202 if Temporal answers (the action waits for a worker and applies when one polls), 503 if
-    it does not (the action most likely never arrived). Either way the Location tells the outcome,
-    and a retry under the same Idempotency-Key can never apply the action twice."""
-    location = action_location(state.delivery_id, update_id)
-    try:
-        await client.workflow_service.get_system_info(
-            GetSystemInfoRequest(), retry=False, timeout=timedelta(seconds=1)
-        )
-    except RPCError:
-        return temporal_unavailable(action_id=update_id, location=location)
-    return ProblemError(
-        202,
-        "action_pending",
-        "the action is accepted for processing but its outcome is not known yet; "
-        "GET the Location for it, or retry with the same Idempotency-Key",
-        headers={"Location": location, "Retry-After": "1"},
-        action_id=update_id,
-        location=location,
+async def list_deliveries(
+    session: AsyncSession,
+    user: CurrentUser,
+    page: PageParams,
+    statuses: list[DeliveryStatus] | None,
+    vehicle_id: uuid.UUID | None,
+    driver_id: uuid.UUID | None,
+    created: tuple[datetime | None, datetime | None],
+    due: tuple[datetime | None, datetime | None],
+    text: str | None,
+) -> Page[DeliveryOut]:
+    """A page of the organization's deliveries (a driver's own only), by creation or due time ranges
+    (from inclusive, to exclusive) and text in external_ref or address."""
+    drivers: list[uuid.UUID | None] = []
+    if user.role is Role.DRIVER:
+        me = await DriverRepository(session, user.organization_id).by_user(user.id)
+        drivers.append(me.id if me else None)
+    if driver_id:
+        drivers.append(driver_id)
+    search = DeliverySearch(
+        statuses=[s.value for s in statuses or []],
+        vehicle_id=vehicle_id,
+        driver_ids=drivers,
+        created_from=_utc_bound(created[0]),
+        created_before=_utc_bound(created[1]),
+        due_from=_utc_bound(due[0]),
+        due_before=_utc_bound(due[1]),
+        text=text,
     )
+    repo = DeliveryRepository(session, user.organization_id)
+    rows = await repo.search(search, after=page.after, limit=page.limit + 1)
+    return make_page(rows, page, lambda r: delivery_out(row_state(r)))
+
+
+async def timeline(resources: Resources, row: DeliveryRow) -> list[EventOut]:
+    """The delivery's events from the history store, oldest first."""
+    events = await resources.history.events(row.organization_id, row.id)
+    return [
+        EventOut(
+            sequence=e.sequence,
+            type=e.type,
+            occurred_at=e.occurred_at,
+            actor=e.actor,
+            from_status=e.data.get("from"),
+            to_status=e.data.get("to"),
+            data={k: v for k, v in e.data.items() if k not in ("from", "to")},
+        )
+        for e in events
+    ]

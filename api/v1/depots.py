@@ -11,7 +11,7 @@ from api.http.pagination import Page, PageDep, make_page
 from api.schemas.common import Coordinates
 from api.schemas.fleet import DepotCreate, DepotOut, DepotUpdate
 from api.v1 import PREFIX
-from api.v1.crud import add_or_conflict, changes, fetch, flush_or_conflict
+from api.services.crud import add_or_conflict, changes, fetch, flush_or_conflict
 from db.models import Depot
 from db.repositories.fleet import DepotRepository
 from domain.roles import ALL_ROLES, FLEET_WRITERS

@@ -11,7 +11,7 @@ from api.errors import ProblemError
 from api.http.pagination import Page, PageDep, make_page
 from api.schemas.fleet import DriverCreate, DriverOut, DriverUpdate
 from api.v1 import PREFIX
-from api.v1.crud import add_or_conflict, changes, fetch, flush_or_conflict, require_reference
+from api.services.crud import add_or_conflict, changes, fetch, flush_or_conflict, require_reference
 from db.models import Driver
 from db.repositories.accounts import UserRepository
 from db.repositories.fleet import DriverRepository, VehicleRepository

@@ -18,7 +18,7 @@ from api.errors import ProblemError, not_found
 from api.http.pagination import Page, PageDep, make_page
 from api.schemas.routing import RoutePlanCreate, RoutePlanOut, plan_out
 from api.v1 import PREFIX
-from api.v1.crud import require_reference, require_references
+from api.services.crud import require_reference, require_references
 from db.models import RoutePlanRow
 from db.repositories.deliveries import DeliveryRepository
 from db.repositories.fleet import DepotRepository, VehicleRepository

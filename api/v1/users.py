@@ -15,7 +15,7 @@ from api.schemas.users import UserCreate, UserOut, UserUpdate
 from api.security.passwords import hash_password
 from api.services.audit import AuditAction, audit_by
 from api.v1 import PREFIX
-from api.v1.crud import changes, fetch
+from api.services.crud import changes, fetch
 from db.models import User
 from db.repositories.accounts import RefreshTokenRepository, UserRepository, find_login
 from domain.roles import Role

@@ -10,7 +10,7 @@ from api.errors import ProblemError
 from api.http.pagination import Page, PageDep, make_page
 from api.schemas.fleet import CapacityOut, ShiftOut, VehicleCreate, VehicleOut, VehicleProfile, VehicleUpdate
 from api.v1 import PREFIX
-from api.v1.crud import add_or_conflict, changes, fetch, flush_or_conflict, require_reference
+from api.services.crud import add_or_conflict, changes, fetch, flush_or_conflict, require_reference
 from db.models import Vehicle
 from db.repositories.fleet import DepotRepository, VehicleRepository
 from domain.roles import ALL_ROLES, FLEET_WRITERS

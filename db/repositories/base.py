@@ -38,6 +38,23 @@ class OrgScopedRepository(Generic[M]):
     async def get(self, ident: uuid.UUID) -> M | None:
         return (await self.session.scalars(self._scoped().where(self.model.id == ident))).one_or_none()
 
+    async def owned(self, ident: Any) -> M | None:
+        """The row with primary key `ident` if it is the organization's (found by primary key, so a row
+        the session holds already costs no query)."""
+        row = await self.session.get(self.model, ident)
+        return row if row is not None and row.organization_id == self.organization_id else None
+
+    async def get_many(self, idents: Collection[uuid.UUID]) -> list[M]:
+        """The organization's rows among `idents` (one query)."""
+        if not idents:
+            return []
+        return list(await self.session.scalars(self._scoped().where(self.model.id.in_(idents))))
+
+    def new(self, **values: Any) -> M:
+        """A row of the organization, not added yet (`add` writes it)."""
+        row: M = self.model(organization_id=self.organization_id, **values)
+        return row
+
     async def existing(self, idents: Collection[uuid.UUID]) -> set[uuid.UUID]:
         """Which of `idents` are rows of the organization (one query)."""
         if not idents:

@@ -1,7 +1,7 @@
 """The database writes of concurrent creates, sent together on held connections (PostgreSQL).
 
 A new delivery without an external_ref is one statement: its idempotency claim and its projection
-row (`_CLAIM_AND_ROW_PG` in api/services/deliveries.py), or the row alone without a key. Sent one
+row (`CLAIM_AND_ROW_PG` in db/repositories/delivery_creates.py), or the row alone without a key. Sent one
 request at a time, each create paid a pool checkout with its pre-ping round trip, a session
 transaction and the autocommit switch, which were most of the API's database time. Here the creates
 that arrive while a write is in flight are queued, and the next write sends all of them in one round

@@ -25,9 +25,25 @@ class DepotRepository(OrgScopedRepository[Depot]):
 class VehicleRepository(OrgScopedRepository[Vehicle]):
     model = Vehicle
 
+    async def search(
+        self, *, depot_id: uuid.UUID | None, active: bool | None, after: uuid.UUID | None, limit: int
+    ) -> list[Vehicle]:
+        """A page of the organization's vehicles, of one home depot and activity state if given."""
+        filters = []
+        if depot_id is not None:
+            filters.append(Vehicle.home_depot_id == depot_id)
+        if active is not None:
+            filters.append(Vehicle.active == active)
+        return await self.list(after=after, limit=limit, filters=filters)
+
 
 class DriverRepository(OrgScopedRepository[Driver]):
     model = Driver
 
     async def by_user(self, user_id: uuid.UUID) -> Driver | None:
         return (await self.session.scalars(self._scoped().where(Driver.user_id == user_id))).one_or_none()
+
+    async def usual_for_vehicle(self, vehicle_id: uuid.UUID) -> Driver | None:
+        """The vehicle's driver by default: the first active one whose vehicle it is."""
+        stmt = self._scoped().where(Driver.vehicle_id == vehicle_id, Driver.active.is_(True))
+        return (await self.session.scalars(stmt.order_by(Driver.id).limit(1))).first()

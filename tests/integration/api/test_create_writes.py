@@ -22,14 +22,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api.schemas.deliveries import DeliveryCreate, to_spec
-from api.services.deliveries import _CLAIM_AND_ROW_PG as CLAIM
-from api.services.deliveries import _ROW_PG as ROW
-from api.services.deliveries import (
-    _claim_and_row_params,
-    _initial_state,
-    _row_values,
-)
+from api.services.deliveries import _initial_state, _row_values
 from db.models import DeliveryRow, IdempotencyKey
+from db.repositories.delivery_creates import CLAIM_AND_ROW_PG as CLAIM
+from db.repositories.delivery_creates import ROW_PG as ROW
+from db.repositories.delivery_creates import claim_and_row_params
 from db.repositories.delivery_writes import CreateWrites, Statement
 from db.session import create_engine, create_sessionmaker
 from domain.ids import uuid7
@@ -66,7 +63,7 @@ def spec(now: datetime) -> Any:
 
 def params(org: uuid.UUID, key: str) -> dict[str, Any]:
     """The claim and row of a new delivery with an Idempotency-Key."""
-    return _claim_and_row_params(row_params(org), key, "digest")
+    return claim_and_row_params(row_params(org), key, "digest")
 
 
 async def rows_and_claims(engine: AsyncEngine, org: uuid.UUID) -> tuple[int, int]:
