@@ -45,22 +45,16 @@ async def run_analytics(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _organizations(resources: Any, org: str | None) -> list[uuid.UUID]:
-    from sqlalchemy import or_, select
-
-    from db.models import Organization
     from db.repositories.analytics import organizations
+    from db.repositories.cli_lookups import organization_ids
 
     async with resources.sessionmaker() as session:
         if org is None:
             return await organizations(session)
-        try:
-            cond = or_(Organization.slug == org, Organization.id == uuid.UUID(org))
-        except ValueError:
-            cond = Organization.slug == org
-        found = (await session.scalars(select(Organization.id).where(cond))).all()
+        found = await organization_ids(session, org)
     if not found:
         raise ConfigError(f"no organization {org!r}")
-    return list(found)
+    return found
 
 
 async def _backfill(resources: Any, first: date, last: date, org: str | None) -> int:
@@ -85,36 +79,19 @@ async def _backfill(resources: Any, first: date, last: date, org: str | None) ->
 
 
 async def _demo(resources: Any, day: date) -> int:
-    from sqlalchemy import select
-
-    from db.models import Depot, Driver, Organization, Vehicle
+    from db.repositories.accounts import OrganizationRepository
     from db.repositories.analytics import organization_timezone
-    from tools.analytics_demo import FleetVehicle, generate
+    from db.repositories.demo_data import fleet_of
+    from tools.analytics_demo import generate
     from tools.seed import DEMO_SLUG
 
     async with resources.sessionmaker() as session:
-        org = await session.scalar(select(Organization.id).where(Organization.slug == DEMO_SLUG))
-        if org is None:
+        demo = await OrganizationRepository(session).by_slug(DEMO_SLUG)
+        if demo is None:
             raise ConfigError("no demo organization: run `waybill seed` (or `waybill dev`) first")
+        org = demo.id
         tz = await organization_timezone(session, org, resources.settings.analytics_default_timezone)
-        depots = {
-            d.id: d for d in (await session.scalars(select(Depot).where(Depot.organization_id == org))).all()
-        }
-        drivers = {
-            d.vehicle_id: d.id
-            for d in (await session.scalars(select(Driver).where(Driver.organization_id == org))).all()
-        }
-        vehicles = (await session.scalars(select(Vehicle).where(Vehicle.organization_id == org))).all()
-    fleet = [
-        FleetVehicle(
-            v.id,
-            drivers.get(v.id),
-            v.home_depot_id,
-            depots[v.home_depot_id].lat if v.home_depot_id in depots else 52.52,
-            depots[v.home_depot_id].lon if v.home_depot_id in depots else 13.40,
-        )
-        for v in vehicles
-    ]
+        fleet = await fleet_of(session, org)
     written = await generate(
         resources.sessionmaker,
         resources.history,

@@ -19,26 +19,17 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.history.base import DeliveryEvent, HistoryStore, Position
-from db.models import DeliveryRow
-from db.upsert import insert_ignoring
+from db.repositories.demo_data import FleetVehicle, insert_delivery_rows
 from domain.ids import uuid7
+
+__all__ = ["FleetVehicle", "Written", "generate", "plan_vehicle_day", "write_history"]
 
 SPEED_MPS = 8.0
 DWELL_S = 180
 POSITION_BATCH = 5000
-
-
-@dataclass(frozen=True)
-class FleetVehicle:
-    vehicle_id: uuid.UUID
-    driver_id: uuid.UUID | None
-    depot_id: uuid.UUID | None
-    lat: float
-    lon: float
 
 
 @dataclass
@@ -101,56 +92,66 @@ def plan_vehicle_day(
         did = uuid7(int(start.timestamp() * 1000), rng.randbytes(10))
         stop = _offset(v.lat, v.lon, rng.uniform(-4000, 4000), rng.uniform(-4000, 4000))
         arrive = clock + timedelta(seconds=_distance_m(here, stop) / SPEED_MPS)
-        waypoints.append((arrive, stop))
         leave = arrive + timedelta(seconds=DWELL_S)
-        waypoints.append((leave, stop))
-        shift = timedelta(
-            minutes=rng.choice([-90, -60, -30, -20, 0, 0, 0, 10])
-        )  # some windows close early: late
-        window = (arrive - timedelta(hours=1) + shift, arrive + timedelta(hours=1) + shift)
-        failed = rng.random() < 0.1
-        units = rng.randint(1, 4)
-        wf = f"delivery-{did}"
-        seq = iter(range(1, 100))
-        timeline: list[tuple[str, datetime, dict[str, Any]]] = [
-            ("created", start - timedelta(hours=12), {}),
-            (
-                "assigned",
-                start - timedelta(hours=1),
-                {"vehicle_id": str(v.vehicle_id), "driver_id": str(v.driver_id) if v.driver_id else None},
-            ),
-            ("picked_up", start, {}),
-            ("out_for_delivery", start + timedelta(minutes=5), {}),
-            ("arrived", arrive, {}),
-        ]
-        if failed:
-            timeline += [("failed", leave, {"reason": "recipient_absent"}), ("returned", leave, {})]
-        else:
-            timeline.append(("delivered", leave, {}))
-        for kind, at, data in timeline:
-            events.append(DeliveryEvent(org, did, wf, next(seq), kind, at, "synthetic", data))
-        status = "returned" if failed else "delivered"
-        rows.append(
-            {
-                "id": did,
-                "organization_id": org,
-                "sequence": len(timeline),
-                "status": status,
-                "vehicle_id": v.vehicle_id,
-                "driver_id": v.driver_id,
-                "dropoff_lat": stop[0],
-                "dropoff_lon": stop[1],
-                "window_start": window[0],
-                "window_end": window[1],
-                "state": _state(did, org, v, stop, window, status, units),
-                "created_at": start - timedelta(hours=12),
-                "updated_at": leave,
-            }
-        )
+        waypoints += [(arrive, stop), (leave, stop)]
+        row, timeline = _delivery(org, v, did, stop, (start, arrive, leave), rng)
+        rows.append(row)
+        events += timeline
         here, clock = stop, leave
     back = clock + timedelta(seconds=_distance_m(here, (v.lat, v.lon)) / SPEED_MPS)
     waypoints.append((back, (v.lat, v.lon)))
     return rows, events, _pings(org, v, waypoints, ping_s)
+
+
+def _delivery(
+    org: uuid.UUID,
+    v: FleetVehicle,
+    did: uuid.UUID,
+    stop: tuple[float, float],
+    times: tuple[datetime, datetime, datetime],
+    rng: random.Random,
+) -> tuple[dict[str, Any], list[DeliveryEvent]]:
+    """One delivery of the day (`times`: the vehicle's start, its arrival at the stop, its departure):
+    its projection row and its event log."""
+    start, arrive, leave = times
+    shift = timedelta(minutes=rng.choice([-90, -60, -30, -20, 0, 0, 0, 10]))  # some windows close early: late
+    window = (arrive - timedelta(hours=1) + shift, arrive + timedelta(hours=1) + shift)
+    failed = rng.random() < 0.1
+    units = rng.randint(1, 4)
+    driver = str(v.driver_id) if v.driver_id else None
+    timeline: list[tuple[str, datetime, dict[str, Any]]] = [
+        ("created", start - timedelta(hours=12), {}),
+        ("assigned", start - timedelta(hours=1), {"vehicle_id": str(v.vehicle_id), "driver_id": driver}),
+        ("picked_up", start, {}),
+        ("out_for_delivery", start + timedelta(minutes=5), {}),
+        ("arrived", arrive, {}),
+    ]
+    if failed:
+        timeline += [("failed", leave, {"reason": "recipient_absent"}), ("returned", leave, {})]
+    else:
+        timeline.append(("delivered", leave, {}))
+    wf = f"delivery-{did}"
+    events = [
+        DeliveryEvent(org, did, wf, seq, kind, at, "synthetic", data)
+        for seq, (kind, at, data) in enumerate(timeline, start=1)
+    ]
+    status = "returned" if failed else "delivered"
+    row = {
+        "id": did,
+        "organization_id": org,
+        "sequence": len(timeline),
+        "status": status,
+        "vehicle_id": v.vehicle_id,
+        "driver_id": v.driver_id,
+        "dropoff_lat": stop[0],
+        "dropoff_lon": stop[1],
+        "window_start": window[0],
+        "window_end": window[1],
+        "state": _state(did, org, v, stop, window, status, units),
+        "created_at": start - timedelta(hours=12),
+        "updated_at": leave,
+    }
+    return row, events
 
 
 def _pings(
@@ -179,11 +180,7 @@ async def write_history(
     events: list[DeliveryEvent],
     positions: list[Position],
 ) -> Written:
-    table = DeliveryRow.__table__
-    assert isinstance(table, Table)
-    async with sessionmaker() as session, session.begin():
-        if rows:
-            await session.execute(insert_ignoring(session.get_bind().dialect.name, table, ["id"]), rows)
+    await insert_delivery_rows(sessionmaker, rows)
     for e in events:
         await history.append_event(e)
     stored = 0

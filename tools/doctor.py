@@ -86,21 +86,12 @@ async def _config(s: Settings) -> Finding:
 
 
 async def _database(s: Settings) -> Finding:
-    from sqlalchemy import text
+    from db.repositories.doctor_checks import database_version
 
-    from db.session import create_engine
-
-    engine = create_engine(s.async_database_url)
-    try:
-        async with engine.connect() as conn:
-            pg = "postgresql" in s.async_database_url
-            query = "SELECT version()" if pg else "SELECT 'SQLite ' || sqlite_version()"
-            version = (await conn.execute(text(query))).scalar()
-    finally:
-        await engine.dispose()
+    version = await database_version(s.async_database_url)
     verdict = Verdict.OK if "postgresql" in s.async_database_url else Verdict.WARN
     note = "" if verdict is Verdict.OK else " (embedded default; use PostgreSQL in production)"
-    return Finding("database", verdict, f"{redact_url(s.sync_database_url)}: {str(version)[:60]}{note}")
+    return Finding("database", verdict, f"{redact_url(s.sync_database_url)}: {version[:60]}{note}")
 
 
 async def _migrations(s: Settings) -> Finding:

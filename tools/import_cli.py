@@ -11,27 +11,21 @@ import json
 import sys
 from pathlib import Path
 
-from sqlalchemy import select
-
 from api.deps import CurrentUser
 from api.resources import Resources
 from api.services.delivery_import import ImportFileError, import_deliveries
-from db.models import Organization, User
+from db.repositories.accounts import OrganizationRepository
+from db.repositories.cli_lookups import acting_user
 from domain.roles import Role
 from plumbing.settings import ConfigError, Settings
 
 
 async def _acting_user(resources: Resources, org_slug: str, email: str | None) -> CurrentUser:
     async with resources.sessionmaker() as session:
-        org = (await session.scalars(select(Organization).where(Organization.slug == org_slug))).one_or_none()
+        org = await OrganizationRepository(session).by_slug(org_slug)
         if org is None:
             raise ConfigError(f"no organization with slug {org_slug!r}")
-        stmt = select(User).where(User.organization_id == org.id, User.active.is_(True))
-        if email:
-            stmt = stmt.where(User.email == email.lower())
-        else:
-            stmt = stmt.where(User.role == Role.ADMIN.value).order_by(User.created_at)
-        user = (await session.scalars(stmt.limit(1))).first()
+        user = await acting_user(session, org.id, email)
     if user is None or user.role not in (Role.ADMIN.value, Role.DISPATCHER.value):
         raise ConfigError(f"no active admin or dispatcher {email or ''} in {org_slug!r} to import as")
     return CurrentUser(user.id, user.organization_id, Role(user.role), user.email, user.name)

@@ -7,15 +7,16 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import time
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.security.passwords import hash_password
 from db.models import Depot, Driver, Organization, User, Vehicle
 from db.repositories.accounts import OrganizationRepository
+from db.repositories.seeding import add_rows, email_taken, first_depot_id, vehicles_by_name
 from domain.roles import Role
 
 DEMO_SLUG = "demo"
@@ -48,7 +49,7 @@ ACCOUNTS = [
 ]
 
 
-def _van(org: Organization, depot_id: object, n: int) -> Vehicle:
+def _van(org: Organization, depot_id: uuid.UUID | None, n: int) -> Vehicle:
     return Vehicle(
         organization_id=org.id,
         name=f"Van {n}",
@@ -80,68 +81,65 @@ async def seed_demo(
             known += await _more_drivers(session, existing, drivers, dev)
             await session.commit()
             return SeedResult(False, existing.name, known)
-
         org = await orgs.add(Organization(name="Demo Logistics", slug=DEMO_SLUG))
-        creds: list[Credential] = []
-        users: dict[str, User] = {}
-        for role, local, name in ACCOUNTS:
-            password = DEV_PASSWORD if dev else secrets.token_urlsafe(12)
-            email = f"{local}@{DEMO_DOMAIN}"
-            users[local] = User(
-                organization_id=org.id,
-                email=email,
-                name=name,
-                role=role.value,
-                password_hash=hash_password(password),
-            )
-            session.add(users[local])
-            creds.append(Credential(role, email, password))
-        depot = Depot(
-            organization_id=org.id,
-            name="Berlin Mitte",
-            address="Alexanderplatz 1, 10178 Berlin",
-            lat=52.5219,
-            lon=13.4132,
-            timezone="Europe/Berlin",
-        )
-        session.add(depot)
-        await session.flush()
-        vehicles = [_van(org, depot.id, n) for n in (1, 2, 3)]
-        session.add_all(vehicles)
-        await session.flush()
-        for i, local in enumerate(("driver1", "driver2")):
-            u = users[local]
-            session.add(
-                Driver(
-                    organization_id=org.id,
-                    name=u.name,
-                    email=u.email,
-                    phone=f"+49 30 5550{i}01",
-                    user_id=u.id,
-                    vehicle_id=vehicles[i].id,
-                )
-            )
-        await session.flush()
+        creds = await _demo_fleet(session, org, dev)
         creds += await _more_drivers(session, org, drivers, dev)
         await session.commit()
         return SeedResult(True, org.name, creds)
+
+
+async def _demo_fleet(session: AsyncSession, org: Organization, dev: bool) -> list[Credential]:
+    """A user per account, the depot, three vans, and a driver for driver1 and driver2."""
+    creds: list[Credential] = []
+    users: dict[str, User] = {}
+    for role, local, name in ACCOUNTS:
+        password = DEV_PASSWORD if dev else secrets.token_urlsafe(12)
+        email = f"{local}@{DEMO_DOMAIN}"
+        users[local] = User(
+            organization_id=org.id,
+            email=email,
+            name=name,
+            role=role.value,
+            password_hash=hash_password(password),
+        )
+        creds.append(Credential(role, email, password))
+    depot = Depot(
+        organization_id=org.id,
+        name="Berlin Mitte",
+        address="Alexanderplatz 1, 10178 Berlin",
+        lat=52.5219,
+        lon=13.4132,
+        timezone="Europe/Berlin",
+    )
+    await add_rows(session, [*users.values(), depot])
+    vehicles = [_van(org, depot.id, n) for n in (1, 2, 3)]
+    await add_rows(session, vehicles)
+    drivers = [
+        Driver(
+            organization_id=org.id,
+            name=users[local].name,
+            email=users[local].email,
+            phone=f"+49 30 5550{i}01",
+            user_id=users[local].id,
+            vehicle_id=vehicles[i].id,
+        )
+        for i, local in enumerate(("driver1", "driver2"))
+    ]
+    await add_rows(session, drivers)
+    return creds
 
 
 async def _more_drivers(session: AsyncSession, org: Organization, count: int, dev: bool) -> list[Credential]:
     """Drivers 3..count, each with the van of the same number (created when missing)."""
     if count <= DEMO_DRIVERS:
         return []
-    depot_id = await session.scalar(
-        select(Depot.id).where(Depot.organization_id == org.id).order_by(Depot.created_at).limit(1)
-    )
-    vans = {
-        v.name: v for v in (await session.scalars(select(Vehicle).where(Vehicle.organization_id == org.id)))
-    }
+    depot_id = await first_depot_id(session, org.id)
+    vans = await vehicles_by_name(session, org.id)
     creds: list[Credential] = []
     dev_hash = hash_password(DEV_PASSWORD) if dev else None  # argon2 is slow on purpose: hash once
     for n in range(DEMO_DRIVERS + 1, count + 1):
         email = f"driver{n}@{DEMO_DOMAIN}"
-        if await session.scalar(select(User.id).where(User.email == email)) is not None:
+        if await email_taken(session, email):
             creds.append(Credential(Role.DRIVER, email, DEV_PASSWORD if dev else None))
             continue
         van = vans.get(f"Van {n}")
@@ -156,8 +154,7 @@ async def _more_drivers(session: AsyncSession, org: Organization, count: int, de
             role=Role.DRIVER.value,
             password_hash=dev_hash or hash_password(password),
         )
-        session.add(user)
-        await session.flush()
+        await add_rows(session, [user])
         session.add(
             Driver(
                 organization_id=org.id,
