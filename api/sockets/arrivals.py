@@ -22,7 +22,8 @@ from uuid import UUID
 from sqlalchemy import select
 
 from api.resources import Resources
-from api.sockets.ingest import VehicleRef
+from api.sockets.counts import TrackingStats
+from api.sockets.position_json import VehicleRef
 from db.models import Depot, RouteRow
 from domain import channels
 from domain.delivery import ArrivalSignal
@@ -49,14 +50,6 @@ class _Vehicle:
     depots_inside: set[str] | None = None
     eta_at: datetime | None = None
     eta_told: tuple[str, datetime] | None = None
-
-
-@dataclass
-class TrackingStats:
-    arrivals: int = 0
-    etas: int = 0
-    geofence: int = 0
-    errors: int = 0
 
 
 class Tracker:

@@ -15,7 +15,7 @@ from api.security.tokens import TokenClaims
 from api.sockets.context import Context
 from api.sockets.fanout import Listener
 from api.sockets.frames import CLOSE_NO_VEHICLE, FrameError, error_frame
-from api.sockets.ingest import VehicleRef
+from api.sockets.position_json import VehicleRef
 from db.models import Driver, User
 from domain.positions import Fix
 

@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from api.sockets.frames import CLOSE_TOO_SLOW
-from api.sockets.ingest import POSITIONS_HEAD, POSITIONS_TAIL
+from api.sockets.position_json import POSITIONS_HEAD, POSITIONS_TAIL
 from db.bus.base import Bus
 from domain import channels
 
@@ -46,7 +46,7 @@ _VEHICLE_KEY = b'"vehicle_id":'  # once per position in a positions message
 
 
 def is_positions(payload: bytes) -> bool:
-    """A positions message as the socket server publishes it (api/sockets/ingest.py)."""
+    """A positions message as the socket server publishes it (api/sockets/position_json.py)."""
     return payload.startswith(_HEAD) and payload.endswith(_TAIL)
 
 

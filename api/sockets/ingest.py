@@ -11,9 +11,9 @@ filter) and back-pressure: nothing waits on Redis or the database per position.
 - Latest and live stream: every `publish_s` the newest accepted fix per vehicle goes to the cache in
   one round trip per organization, and the accepted positions to the organization's bus channel in
   one message, so Redis sees tens of operations per second, not one per position.
-- Each accepted position is encoded to JSON once (`fix_json`), when it is accepted: the bus message,
-  the cached latest position and the dispatchers' `positions` frames are made of those same bytes
-  (api/sockets/fanout.py forwards them without decoding; `POSITIONS_HEAD` is the shape they share).
+- Each accepted position is encoded to JSON once (`fix_json`, api/sockets/position_json.py), when it is
+  accepted: the bus message, the cached latest position and the dispatchers' `positions` frames are
+  made of those same bytes.
 - A vehicle's first fix waits for its cached latest position (it seeds the filter); the vehicles that
   connect together are looked up in one round trip.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -32,10 +31,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from api.sockets.counts import IngestStats
+from api.sockets.position_json import VehicleRef, fix_from_message, fix_json, positions_payload
 from db.bus.base import CacheBus, LatestItem
 from db.history.base import HistoryStore, Position
 from domain import channels
-from domain.positions import FilterConfig, Fix, Reject, VehicleTrack
+from domain.positions import FilterConfig, Fix, VehicleTrack
 
 if TYPE_CHECKING:
     from api.sockets.metrics import SocketMetrics
@@ -47,85 +48,12 @@ RETRY_S = 0.5
 Ack = Callable[[list[int], list[tuple[int, str]]], None]
 
 
-@dataclass(frozen=True, slots=True)
-class VehicleRef:
-    organization_id: UUID
-    vehicle_id: UUID
-    driver_id: UUID | None
-    # The start of every position message of this vehicle (`fix_json`), made once per connection.
-    json_head: str = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        driver = json.dumps(str(self.driver_id) if self.driver_id else None)
-        object.__setattr__(self, "json_head", f'{{"vehicle_id":"{self.vehicle_id}","driver_id":{driver},')
-
-
-# A positions message on the bus and to dispatchers is exactly this, the positions' JSON joined by
-# commas, and "]}" (what `encode_json` makes of {"type": "positions", "positions": [...]} too).
-POSITIONS_HEAD = '{"type":"positions","positions":['
-POSITIONS_TAIL = "]}"
-
-
-def fix_message(ref: VehicleRef, f: Fix) -> dict[str, Any]:
-    """A position as it is cached, published and sent to dispatchers (`fix_json` encodes it)."""
-    return {
-        "vehicle_id": str(ref.vehicle_id),
-        "driver_id": str(ref.driver_id) if ref.driver_id else None,
-        "seq": f.seq,
-        "recorded_at": f.recorded_at.isoformat(),
-        "lat": f.lat,
-        "lon": f.lon,
-        "accuracy_m": f.accuracy_m,
-        "speed_mps": f.speed_mps,
-        "heading_deg": f.heading_deg,
-    }
-
-
-def _number(value: float | None) -> str:
-    # float's repr is what json.dumps writes for a finite float; accepted fixes have no NaN or infinity.
-    return repr(value) if type(value) is float else json.dumps(value)
-
-
-def fix_json(ref: VehicleRef, f: Fix) -> str:
-    """`encode_json(fix_message(ref, f))`, built directly (a quarter of the CPU): the hot path's encoding."""
-    return (
-        f'{ref.json_head}"seq":{f.seq},"recorded_at":"{f.recorded_at.isoformat()}",'
-        f'"lat":{_number(f.lat)},"lon":{_number(f.lon)},"accuracy_m":{_number(f.accuracy_m)},'
-        f'"speed_mps":{_number(f.speed_mps)},"heading_deg":{_number(f.heading_deg)}}}'
-    )
-
-
-def positions_payload(texts: list[str]) -> bytes:
-    """The bus message (and dispatcher frame) carrying these `fix_json` texts."""
-    return (POSITIONS_HEAD + ",".join(texts) + POSITIONS_TAIL).encode()
-
-
-def fix_from_message(data: dict[str, Any]) -> Fix:
-    return Fix(
-        seq=int(data["seq"]),
-        recorded_at=datetime.fromisoformat(data["recorded_at"]),
-        lat=float(data["lat"]),
-        lon=float(data["lon"]),
-        accuracy_m=data.get("accuracy_m"),
-        speed_mps=data.get("speed_mps"),
-        heading_deg=data.get("heading_deg"),
-    )
-
-
 @dataclass
 class _Generation:
     positions: list[Position] = field(default_factory=list)
     acks: list[tuple[Ack, list[int], list[tuple[int, str]]]] = field(default_factory=list)
     stored: bool = False
     opened: float = 0.0  # monotonic time of its first frame (waybill_position_ingest_seconds)
-
-
-@dataclass
-class IngestStats:
-    received: int = 0
-    accepted: int = 0
-    stored: int = 0
-    filtered: dict[str, int] = field(default_factory=dict)
 
 
 class Ingest:
@@ -206,8 +134,7 @@ class Ingest:
         if track is None:
             track = await self._seed(ref)
         now = datetime.now(UTC)
-        seqs = [seq for seq, _ in invalid]
-        filtered = list(invalid)
+        seqs, filtered = [seq for seq, _ in invalid], list(invalid)
         gen = self._current
         if not gen.acks:
             gen.opened = time.monotonic()
@@ -251,11 +178,7 @@ class Ingest:
             self._latest.setdefault(org, {})[vehicle] = (ref, *newest)
         gen.acks.append((ack, seqs, filtered))
         self._buffered += accepted
-        if len(positions) >= self.batch:
-            # Sealed now and written as soon as a write slot is free, while the next one fills up: writes
-            # of `batch` positions follow each other. (Left to the flush loop, a burst of frames read in
-            # one go grew one generation to `max_buffered`, and reading, writing and acknowledging took
-            # turns instead of overlapping.)
+        if len(positions) >= self.batch:  # full: sealed now, not by the flush loop (see `_seal`)
             self._seal()
         if self._waiting and self._buffered < self.max_buffered:
             self._next_turn()
@@ -316,6 +239,12 @@ class Ingest:
     # History ----------------------------------------------------------------------------------
 
     def _seal(self) -> None:
+        """Close the current generation; it is written as soon as a write slot is free.
+
+        `submit` seals a generation once it holds `batch` positions, so that writes of `batch` positions
+        follow each other while the next one fills up. (Left to the flush loop, a burst of frames read in
+        one go grew one generation to `max_buffered`, and reading, writing and acknowledging took turns
+        instead of overlapping.)"""
         gen = self._current
         if gen.positions or gen.acks:
             self._current = _Generation()
@@ -414,16 +343,4 @@ class Ingest:
                     self.on_latest(ref, fix)
 
 
-__all__ = [
-    "POSITIONS_HEAD",
-    "POSITIONS_TAIL",
-    "Ack",
-    "Ingest",
-    "IngestStats",
-    "Reject",
-    "VehicleRef",
-    "fix_from_message",
-    "fix_json",
-    "fix_message",
-    "positions_payload",
-]
+__all__ = ["Ack", "Ingest"]

@@ -4,7 +4,7 @@ process, like the API's and the worker's), served as `GET /metrics` on the socke
 Cheap by construction, since ingest takes tens of thousands of positions a second:
 
 - nothing per position: position outcomes are read at scrape time from the counts the pipeline
-  keeps anyway (`Ingest.stats`), tracking events from `Tracker.stats`;
+  keeps anyway (`Ingest.stats`), tracking events from `Tracker.stats` (api/sockets/counts.py);
 - per frame, one integer increment (connections and frames, like the positions, are plain counts
   read at scrape time: no lock, no label lookup);
 - one histogram observation per history write, per acknowledged generation, per bus message.
@@ -15,9 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sized
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -33,13 +32,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
+from api.sockets.counts import EndpointCounts, IngestStats, TrackingStats
 from db.process_metrics import add_process_collectors
 from domain.positions import Reject
 
 if TYPE_CHECKING:
     from api.resources import Resources
-    from api.sockets.arrivals import Tracker
-    from api.sockets.ingest import Ingest
 
 ENDPOINTS = ("driver", "dispatch")
 DEPENDENCY_CHECK_S = 5.0  # at most one round of dependency checks this often, started by a scrape
@@ -50,14 +48,20 @@ BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 
-@dataclass(slots=True)
-class EndpointCounts:
-    """Counts of one endpoint (`driver` or `dispatch`), kept by the protocols and outboxes on the
-    event loop and exported at scrape time (which runs on the same loop)."""
+class IngestCounts(Protocol):
+    """What the collector reads of the ingest pipeline (api/sockets/ingest.py `Ingest`)."""
 
-    connections: int = 0
-    frames_in: int = 0
-    frames_out: int = 0
+    @property
+    def stats(self) -> IngestStats: ...
+    @property
+    def tracks(self) -> Sized: ...
+
+
+class TrackerCounts(Protocol):
+    """What the collector reads of the tracker (api/sockets/arrivals.py `Tracker`)."""
+
+    @property
+    def stats(self) -> TrackingStats: ...
 
 
 class SocketMetrics:
@@ -69,6 +73,21 @@ class SocketMetrics:
         self.registry = registry = registry or CollectorRegistry()
         add_process_collectors(registry, engine)
         self.endpoints = {name: EndpointCounts() for name in ENDPOINTS}
+        self._add_history_metrics(registry)
+        self._add_client_metrics(registry)
+        self.dependency_up = Gauge(
+            "waybill_dependency_up",
+            "1 if the dependency answered the last check (started by a scrape, at most every "
+            f"{DEPENDENCY_CHECK_S:g} s), else 0",
+            ["dependency"],
+            registry=registry,
+        )
+        self._resources: Resources | None = None
+        self._checked_at = -1e9
+        self._check: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    def _add_history_metrics(self, registry: CollectorRegistry) -> None:
         self.ingest_seconds = Histogram(
             "waybill_position_ingest_seconds",
             "From the first frame of a history batch to the acknowledgement of all its positions "
@@ -93,6 +112,8 @@ class SocketMetrics:
             "History writes that failed (each is retried until it succeeds)",
             registry=registry,
         )
+
+    def _add_client_metrics(self, registry: CollectorRegistry) -> None:
         self.fanout_seconds = Histogram(
             "waybill_fanout_seconds",
             "Time to hand one bus message to the outboxes of every interested client on this replica",
@@ -118,19 +139,8 @@ class SocketMetrics:
             "Clients disconnected (4429) for falling too far behind",
             registry=registry,
         )
-        self.dependency_up = Gauge(
-            "waybill_dependency_up",
-            "1 if the dependency answered the last check (started by a scrape, at most every "
-            f"{DEPENDENCY_CHECK_S:g} s), else 0",
-            ["dependency"],
-            registry=registry,
-        )
-        self._resources: Resources | None = None
-        self._checked_at = -1e9
-        self._check: asyncio.Task[None] | None = None
-        self._stopped = False
 
-    def bind(self, resources: Resources, ingest: Ingest, tracker: Tracker) -> None:
+    def bind(self, resources: Resources, ingest: IngestCounts, tracker: TrackerCounts) -> None:
         """Read the pipeline's own counts at scrape time, and check these resources' dependencies."""
         self._resources = resources
         self.registry.register(_PipelineCollector(ingest, tracker, self.endpoints))
@@ -141,18 +151,18 @@ class SocketMetrics:
         """The registry in Prometheus' text format. Runs on the event loop (websockets'
         process_request), so it also starts the next dependency check, whose verdict the next
         scrape reports: a scrape never waits on a dependency."""
-        if self._resources is not None and self._check is None and not self._stopped:
+        if self._check is None and not self._stopped:
             if time.monotonic() - self._checked_at >= DEPENDENCY_CHECK_S:
-                self._checked_at = time.monotonic()
-                self._check = asyncio.get_running_loop().create_task(
-                    self._check_dependencies(self._resources), name="socket-metrics-dependencies"
-                )
+                self._start_check()
         body = generate_latest(self.registry)
         headers = Headers([("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
         return Response(200, "OK", headers, body)
 
     def start(self) -> None:
         """First dependency check, so the first scrape already has a verdict."""
+        self._start_check()
+
+    def _start_check(self) -> None:
         if self._resources is not None:
             self._checked_at = time.monotonic()
             self._check = asyncio.get_running_loop().create_task(
@@ -185,7 +195,9 @@ class SocketMetrics:
 class _PipelineCollector(Collector):
     """Counts the ingest pipeline and the tracker keep as plain integers, exported at scrape time."""
 
-    def __init__(self, ingest: Ingest, tracker: Tracker, endpoints: dict[str, EndpointCounts]) -> None:
+    def __init__(
+        self, ingest: IngestCounts, tracker: TrackerCounts, endpoints: dict[str, EndpointCounts]
+    ) -> None:
         self.ingest, self.tracker, self.endpoints = ingest, tracker, endpoints
 
     def collect(self) -> Iterable[Metric]:

@@ -160,7 +160,7 @@ def test_fix_json_is_the_compact_json_of_fix_message(
     """The hot path's hand-built JSON of a position says exactly what `fix_message` says."""
     import uuid
 
-    from api.sockets.ingest import VehicleRef, fix_json, fix_message, positions_payload
+    from api.sockets.position_json import VehicleRef, fix_json, fix_message, positions_payload
     from db.bus.base import encode_json
     from domain.positions import Fix
 

@@ -23,7 +23,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.resources import Resources
 from api.security.tokens import TokenType
-from api.sockets.ingest import Ingest, VehicleRef
+from api.sockets.ingest import Ingest
+from api.sockets.position_json import VehicleRef
 from domain.positions import FilterConfig, Fix
 from domain.roles import Role
 from domain.routes import EtaReport

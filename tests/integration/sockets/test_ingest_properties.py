@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.sockets.ingest import Ingest, VehicleRef
+from api.sockets.ingest import Ingest
+from api.sockets.position_json import VehicleRef
 from db.bus.memory import MemoryCacheBus
 from db.history.sql import SqlHistoryStore
 from db.session import create_engine, create_sessionmaker

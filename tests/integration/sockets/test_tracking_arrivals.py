@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.resources import Resources
 from api.sockets.arrivals import Tracker
-from api.sockets.ingest import VehicleRef
+from api.sockets.position_json import VehicleRef
 from db.models import RouteRow, Vehicle
 from domain.positions import Fix
 from domain.routes import RouteState, RouteStatus, RouteStop, StopStatus
