@@ -15,8 +15,8 @@ from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from domain.route_plans import DeliveryNotice, DispatchInput, DispatchState, PlanRequest
-    from workflows.route_plan import RoutePlanWorkflow, plan_workflow_id
+    from domain.route_plans import DeliveryNotice, DispatchInput, DispatchState, PlanRequest, PlanState
+    from domain.workflow_names import ROUTE_PLAN_WORKFLOW, plan_workflow_id
 
 BATCHES_PER_RUN = 50
 
@@ -60,7 +60,7 @@ class DispatchWorkflow:
         )
         try:
             result = await workflow.execute_child_workflow(
-                RoutePlanWorkflow.run, request, id=plan_workflow_id(plan_id)
+                ROUTE_PLAN_WORKFLOW, request, id=plan_workflow_id(plan_id), result_type=PlanState
             )
             status, error = result.status.value, result.error
         except ChildWorkflowError as exc:

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from activities.interfaces.routing import RoutePlanningInterface
     from domain.delivery import EtaSignal
+    from domain.reconcile import delivery_workflow_id
     from domain.routes import (
         FINISHED,
         EtaReport,
@@ -33,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
         check_resequence,
         estimate_etas,
     )
-    from workflows.delivery import DeliveryWorkflow, delivery_workflow_id
+    from domain.workflow_names import DELIVERY_ETA_SIGNAL
 
 RS = RouteStatus
 IO_TIMEOUT = timedelta(seconds=30)
@@ -102,11 +103,9 @@ class RouteWorkflow:
             if told is not None and abs(stop.eta - told) < ETA_NOTICE:
                 continue
             self._eta_told[stop.delivery_id] = stop.eta
-            handle = workflow.get_external_workflow_handle_for(
-                DeliveryWorkflow.run, delivery_workflow_id(stop.delivery_id)
-            )
+            handle = workflow.get_external_workflow_handle(delivery_workflow_id(stop.delivery_id))
             try:
-                await handle.signal(DeliveryWorkflow.eta_changed, EtaSignal(eta=stop.eta, source="route"))
+                await handle.signal(DELIVERY_ETA_SIGNAL, EtaSignal(eta=stop.eta, source="route"))
             except FailureError:
                 workflow.logger.info("delivery %s is gone; no ETA sent", stop.delivery_id)
 

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         PlanStatus,
     )
     from domain.routing import OptimizeRoutesInput, SolveOptions
+    from domain.workflow_names import plan_workflow_id as plan_workflow_id
 
 P = PlanStatus
 IO_TIMEOUT = timedelta(seconds=60)
@@ -30,10 +31,6 @@ IO_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=t
 SOLVE_MARGIN = timedelta(minutes=2)
 SOLVE_HEARTBEAT = timedelta(seconds=30)
 SOLVE_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["InvalidProblem"])
-
-
-def plan_workflow_id(plan_id: str) -> str:
-    return f"route-plan-{plan_id}"
 
 
 @workflow.defn
