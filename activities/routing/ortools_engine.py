@@ -29,11 +29,18 @@ def supports(_prep: Prepared) -> bool:
 
 @dataclass
 class _Nodes:
+    """The solver's nodes: the depots first (`depots` of them), then each job's pickup and drop."""
+
     location: list[int] = field(default_factory=list)
     service: list[int] = field(default_factory=list)
     stop: list[Stop | None] = field(default_factory=list)
     job: list[Job | None] = field(default_factory=list)
     kind: list[StopKind] = field(default_factory=list)
+    depots: int = 0
+    starts: list[int] = field(default_factory=list)  # per vehicle
+    ends: list[int] = field(default_factory=list)  # per vehicle
+    pickup_of: dict[str, int] = field(default_factory=dict)  # job id -> node
+    drop_of: dict[str, int] = field(default_factory=dict)  # job id -> node
 
     def add(self, location: int, kind: StopKind, job: Job | None = None, stop: Stop | None = None) -> int:
         self.location.append(location)
@@ -44,62 +51,113 @@ class _Nodes:
         return len(self.location) - 1
 
 
+@dataclass
+class _Model:
+    """The routing model being built, with what its parts need to find their nodes."""
+
+    prep: Prepared
+    nodes: _Nodes
+    manager: pywrapcp.RoutingIndexManager
+    routing: pywrapcp.RoutingModel
+    forced_ids: set[str]
+
+    def index(self, node: int) -> int:
+        return int(self.manager.NodeToIndex(node))
+
+
 def solve(prep: Prepared, time_limit_s: float) -> EngineRoutes:
     started_at = time.monotonic()
-    problem, matrix = prep.problem, prep.matrix
-    vehicles = problem.vehicles
+    nodes = _layout(prep)
+    manager = pywrapcp.RoutingIndexManager(
+        len(nodes.location), len(prep.problem.vehicles), nodes.starts, nodes.ends
+    )
+    forced_ids = {j for js in prep.forced.values() for j in js}
+    model = _Model(prep, nodes, manager, pywrapcp.RoutingModel(manager), forced_ids)
+    routing = model.routing
+    dist, dist_cb, time_cb, max_travel = _transits(model)
+    tdim = _time_dimension(model, time_cb, _horizon(prep, nodes, max_travel))
+    _capacities(prep, routing, nodes, nodes.depots)
+    if any(v.max_distance_m is not None for v in prep.problem.vehicles):
+        caps = [
+            x.max_distance_m if x.max_distance_m is not None else UNLIMITED for x in prep.problem.vehicles
+        ]
+        routing.AddDimensionWithVehicleCapacity(dist_cb, 0, caps, True, "distance")
+    max_arc, max_fixed = _costs(prep, routing, dist, dist_cb, tdim)
+    _jobs(model, tdim, max_arc, max_fixed)
+    break_vars = _breaks(prep, routing, routing.solver(), tdim, nodes)
+
+    params = pywrapcp.DefaultRoutingSearchParameters()
+    params.first_solution_strategy = routing_enums_pb2.FirstSolutionStrategy.PARALLEL_CHEAPEST_INSERTION
+    params.local_search_metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH
+    left = max(0.05, time_limit_s - (time.monotonic() - started_at))
+    params.time_limit.FromMilliseconds(int(left * 1000))
+    solution = routing.SolveWithParameters(params)
+    if solution is None:
+        return EngineRoutes({}, [j.id for j in prep.jobs], [f"{NAME}: no solution found in {time_limit_s} s"])
+    return _routes(model, solution, tdim, break_vars)
+
+
+def _layout(prep: Prepared) -> _Nodes:
+    """One node per distinct depot place (vehicles share them), then each job's pickup and drop."""
     nodes = _Nodes()
     depot_node: dict[int, int] = {}
+    vehicles = prep.problem.vehicles
     for veh in vehicles:
         for loc in (veh.start_location, veh.start_location if veh.end_location is None else veh.end_location):
             if loc not in depot_node:
                 depot_node[loc] = nodes.add(loc, StopKind.START)
-    starts = [depot_node[v.start_location] for v in vehicles]
-    ends = [depot_node[v.start_location if v.end_location is None else v.end_location] for v in vehicles]
-    pickup_of: dict[str, int] = {}
-    drop_of: dict[str, int] = {}
+    nodes.depots = len(depot_node)
+    nodes.starts = [depot_node[v.start_location] for v in vehicles]
+    nodes.ends = [
+        depot_node[v.start_location if v.end_location is None else v.end_location] for v in vehicles
+    ]
     for job in prep.jobs:
         if job.pickup is not None:
-            pickup_of[job.id] = nodes.add(job.pickup.location, StopKind.PICKUP, job, job.pickup)
-        drop_of[job.id] = nodes.add(job.delivery.location, StopKind.DELIVERY, job, job.delivery)
-    forced_ids = {j for js in prep.forced.values() for j in js}
+            nodes.pickup_of[job.id] = nodes.add(job.pickup.location, StopKind.PICKUP, job, job.pickup)
+        nodes.drop_of[job.id] = nodes.add(job.delivery.location, StopKind.DELIVERY, job, job.delivery)
+    return nodes
 
-    n = len(nodes.location)
-    manager = pywrapcp.RoutingIndexManager(n, len(vehicles), starts, ends)
-    routing = pywrapcp.RoutingModel(manager)
-    solver = routing.solver()
-    idx = manager.NodeToIndex
 
-    dist = [[_arc(matrix.distances[a][b]) for b in nodes.location] for a in nodes.location]
+def _transits(model: _Model) -> tuple[list[list[int]], int, dict[str, int], int]:
+    """Registered distance and (per profile) time matrices, unreachable arcs removed.
+
+    Returns the distance matrix, its transit, the time transit of each profile and the longest
+    reachable travel time."""
+    routing, location, service = model.routing, model.nodes.location, model.nodes.service
+    matrix = model.prep.matrix
+    dist = [[_arc(matrix.distances[a][b]) for b in location] for a in location]
     dist_cb = routing.RegisterTransitMatrix(dist)
-    profiles = sorted({v.profile for v in vehicles})
     time_cb = {}
     time_rows: dict[str, list[list[int]]] = {}
     max_travel = 1
-    for p in profiles:
+    for p in sorted({v.profile for v in model.prep.problem.vehicles}):
         d = matrix.duration(p)
-        rows = [[_arc(d[a][b]) for b in nodes.location] for a in nodes.location]
+        rows = [[_arc(d[a][b]) for b in location] for a in location]
         time_rows[p] = rows
         max_travel = max(max_travel, max((x for r in rows for x in r if x < BIG), default=1))
         # Service time of the node left is part of the transit (so waits and windows line up).
         time_cb[p] = routing.RegisterTransitMatrix(
-            [[x + nodes.service[i] if x < BIG else BIG for x in row] for i, row in enumerate(rows)]
+            [[x + service[i] if x < BIG else BIG for x in row] for i, row in enumerate(rows)]
         )
-    _remove_unreachable(routing, manager, [dist, *time_rows.values()])
+    _remove_unreachable(routing, model.manager, [dist, *time_rows.values()])
+    return dist, dist_cb, time_cb, max_travel
 
-    horizon = _horizon(prep, nodes, max_travel)
+
+def _time_dimension(model: _Model, time_cb: dict[str, int], horizon: int) -> pywrapcp.RoutingDimension:
+    """Time: stop windows (not for jobs under way), shifts and route durations per vehicle."""
+    routing, nodes, vehicles = model.routing, model.nodes, model.prep.problem.vehicles
     routing.AddDimensionWithVehicleTransits(
         [time_cb[v.profile] for v in vehicles], horizon, horizon, False, "time"
     )
     tdim = routing.GetDimensionOrDie("time")
-    for node in range(len(depot_node), n):
+    for node in range(nodes.depots, len(nodes.location)):
         stop = nodes.stop[node]
         owner = nodes.job[node]
         assert stop is not None
         assert owner is not None
-        if owner.id in forced_ids:
+        if owner.id in model.forced_ids:
             continue  # under way: its windows no longer matter
-        _windows(tdim.CumulVar(idx(node)), merged(stop.windows), horizon)
+        _windows(tdim.CumulVar(model.index(node)), merged(stop.windows), horizon)
     for i, veh in enumerate(vehicles):
         lo, hi = (veh.shift.start, veh.shift.end) if veh.shift else (0, horizon)
         tdim.CumulVar(routing.Start(i)).SetRange(lo, hi)
@@ -108,19 +166,20 @@ def solve(prep: Prepared, time_limit_s: float) -> EngineRoutes:
             tdim.SetSpanUpperBoundForVehicle(veh.max_duration_s, i)
         routing.AddVariableMaximizedByFinalizer(tdim.CumulVar(routing.Start(i)))
         routing.AddVariableMinimizedByFinalizer(tdim.CumulVar(routing.End(i)))
+    return tdim
 
-    _capacities(prep, routing, nodes, len(depot_node))
-    if any(v.max_distance_m is not None for v in vehicles):
-        caps = [x.max_distance_m if x.max_distance_m is not None else UNLIMITED for x in vehicles]
-        routing.AddDimensionWithVehicleCapacity(dist_cb, 0, caps, True, "distance")
 
-    max_arc, max_fixed = _costs(prep, routing, dist, dist_cb, tdim)
-
+def _jobs(model: _Model, tdim: pywrapcp.RoutingDimension, max_arc: int, max_fixed: int) -> None:
+    """Per job: the vehicles it may use, its pickup before its drop, its drop penalty; started
+    jobs are chained first on their vehicle and never dropped."""
+    prep, routing, nodes, idx = model.prep, model.routing, model.nodes, model.index
+    solver = routing.solver()
+    pickup_of, drop_of = nodes.pickup_of, nodes.drop_of
     for job in prep.jobs:
         nodes_of = [idx(drop_of[job.id])] + ([idx(pickup_of[job.id])] if job.id in pickup_of else [])
         allowed = prep.allowed[job.id]
-        forced = job.id in forced_ids
-        if len(allowed) < len(vehicles) or forced:
+        forced = job.id in model.forced_ids
+        if len(allowed) < len(prep.problem.vehicles) or forced:
             for node_index in nodes_of:
                 routing.VehicleVar(node_index).SetValues(([] if forced else [-1]) + allowed)
         if job.id in pickup_of:
@@ -137,25 +196,22 @@ def solve(prep: Prepared, time_limit_s: float) -> EngineRoutes:
         for a, b in zip(chain, chain[1:], strict=False):
             routing.NextVar(a).SetValues([b])
 
-    break_vars = _breaks(prep, routing, solver, tdim, nodes)
 
-    params = pywrapcp.DefaultRoutingSearchParameters()
-    params.first_solution_strategy = routing_enums_pb2.FirstSolutionStrategy.PARALLEL_CHEAPEST_INSERTION
-    params.local_search_metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH
-    left = max(0.05, time_limit_s - (time.monotonic() - started_at))
-    params.time_limit.FromMilliseconds(int(left * 1000))
-    solution = routing.SolveWithParameters(params)
-    if solution is None:
-        return EngineRoutes({}, [j.id for j in prep.jobs], [f"{NAME}: no solution found in {time_limit_s} s"])
-
+def _routes(
+    model: _Model,
+    solution: pywrapcp.Assignment,
+    tdim: pywrapcp.RoutingDimension,
+    break_vars: dict[int, list[pywrapcp.IntervalVar]],
+) -> EngineRoutes:
+    """The solution's visits per vehicle (breaks in time order among them) and the dropped jobs."""
+    routing, nodes = model.routing, model.nodes
     routes: dict[int, list[Visit]] = {}
     departures: dict[int, int] = {}
-    dropped = []
-    for v in range(len(vehicles)):
+    for v in range(len(model.prep.problem.vehicles)):
         visits: list[Visit] = []
         index = solution.Value(routing.NextVar(routing.Start(v)))
         while not routing.IsEnd(index):
-            node = manager.IndexToNode(index)
+            node = model.manager.IndexToNode(index)
             job = nodes.job[node]
             assert job is not None
             visits.append(
@@ -168,9 +224,8 @@ def solve(prep: Prepared, time_limit_s: float) -> EngineRoutes:
             visits.sort(key=lambda x: (x.not_before or 0, x.kind is not StopKind.BREAK))
             routes[v] = visits
             departures[v] = solution.Min(tdim.CumulVar(routing.Start(v)))
-    for job in prep.jobs:
-        if solution.Value(routing.NextVar(idx(drop_of[job.id]))) == idx(drop_of[job.id]):
-            dropped.append(job.id)
+    drops = {job.id: model.index(nodes.drop_of[job.id]) for job in model.prep.jobs}
+    dropped = [job_id for job_id, drop in drops.items() if solution.Value(routing.NextVar(drop)) == drop]
     return EngineRoutes(routes, dropped, departures=departures)
 
 

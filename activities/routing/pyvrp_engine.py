@@ -54,7 +54,6 @@ def _type_key(v: Vehicle) -> tuple[object, ...]:
 
 def solve(prep: Prepared, time_limit_s: float, seed: int) -> EngineRoutes:
     problem, matrix = prep.problem, prep.matrix
-    places = _locations(prep)
     ends = {v.start_location if v.end_location is None else v.end_location for v in problem.vehicles}
     depots = sorted({v.start_location for v in problem.vehicles} | ends)
     # PyVRP numbers depots first, then clients; its locations follow the order they are added.
@@ -67,8 +66,43 @@ def solve(prep: Prepared, time_limit_s: float, seed: int) -> EngineRoutes:
     groups: dict[tuple[object, ...], list[int]] = {}
     for i, v in enumerate(problem.vehicles):
         groups.setdefault(_type_key(v), []).append(i)
+    max_arc, max_fixed = _vehicle_types(m, prep, groups, depot_of, pv_profiles)
+    for k, job in enumerate(prep.jobs):
+        windows = merged(job.delivery.windows)
+        m.add_client(
+            pv_locs[len(depots) + k],
+            delivery=list(prep.demand(job)),
+            service_duration=job.delivery.service_s,
+            tw_early=windows[0].start if windows else 0,
+            tw_late=windows[0].end if windows else MAX_TIME,
+            prize=prep.penalty(job, max_arc, max_fixed),
+            required=False,
+        )
+    data = m.data()
+    pick = np.array(order)
+    dist = np.array(matrix.distances, dtype=np.int64)[np.ix_(pick, pick)]
+    durs = [np.array(matrix.duration(p), dtype=np.int64)[np.ix_(pick, pick)] for p in profiles]
+    data = data.replace(distance_matrices=[dist] * len(profiles), duration_matrices=durs)
+    best = pyvrp.solve(data, MaxRuntime(time_limit_s), seed=seed, display=False).best
+    if not best.is_feasible():
+        return EngineRoutes(
+            {}, [j.id for j in prep.jobs], [f"{NAME}: no feasible solution in {time_limit_s} s"]
+        )
+    return _routes(prep, best, list(groups.values()))
+
+
+def _vehicle_types(
+    m: pyvrp.Model,
+    prep: Prepared,
+    groups: dict[tuple[object, ...], list[int]],
+    depot_of: dict[int, pyvrp.Depot],
+    pv_profiles: dict[str, pyvrp.Profile],
+) -> tuple[int, int]:
+    """One vehicle type per group of identical vehicles; returns the largest arc cost and fixed
+    cost (for the clients' prizes)."""
+    problem, places = prep.problem, _locations(prep)
     cost = problem.objective is Objective.COST
-    max_dist = max(matrix.distances[a][b] for a in places for b in places)
+    max_dist = max(prep.matrix.distances[a][b] for a in places for b in places)
     max_arc, max_fixed = max_dist, 0
     for members in groups.values():
         v = problem.vehicles[members[0]]
@@ -91,30 +125,13 @@ def solve(prep: Prepared, time_limit_s: float, seed: int) -> EngineRoutes:
             profile=pv_profiles[v.profile],
             name=",".join(str(i) for i in members),
         )
-    for k, job in enumerate(prep.jobs):
-        windows = merged(job.delivery.windows)
-        m.add_client(
-            pv_locs[len(depots) + k],
-            delivery=list(prep.demand(job)),
-            service_duration=job.delivery.service_s,
-            tw_early=windows[0].start if windows else 0,
-            tw_late=windows[0].end if windows else MAX_TIME,
-            prize=prep.penalty(job, max_arc, max_fixed),
-            required=False,
-        )
-    data = m.data()
-    pick = np.array(order)
-    dist = np.array(matrix.distances, dtype=np.int64)[np.ix_(pick, pick)]
-    durs = [np.array(matrix.duration(p), dtype=np.int64)[np.ix_(pick, pick)] for p in profiles]
-    data = data.replace(distance_matrices=[dist] * len(profiles), duration_matrices=durs)
-    result = pyvrp.solve(data, MaxRuntime(time_limit_s), seed=seed, display=False)
-    best = result.best
-    if not best.is_feasible():
-        return EngineRoutes(
-            {}, [j.id for j in prep.jobs], [f"{NAME}: no feasible solution in {time_limit_s} s"]
-        )
+    return max_arc, max_fixed
+
+
+def _routes(prep: Prepared, best: pyvrp.Solution, groups: list[list[int]]) -> EngineRoutes:
+    """The solution's routes on the vehicles of their type, in order, and the jobs left out."""
     routes: dict[int, list[Visit]] = {}
-    free = {k: list(members) for k, members in enumerate(groups.values())}
+    free = {k: list(members) for k, members in enumerate(groups)}
     served: set[str] = set()
     for route in best.routes():
         vi = free[route.vehicle_type()].pop(0)
