@@ -247,6 +247,9 @@ def _backup_or_restore(settings: Settings, args: argparse.Namespace) -> int:
         return 1
 
 
+_PROCESS_ROLES = ("dev", "api", "sockets", "worker")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -255,56 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         configure_logging(settings.log_level, settings.log_format)
-        if args.command in ("dev", "api", "sockets", "worker"):
+        if args.command in _PROCESS_ROLES:
             tracing.configure(settings, f"waybill-{args.command}")
-        if args.command == "dev":
-            from waybill.dev import run_dev
-
-            return eventloop.run(run_dev(settings, seed=not args.no_seed))
-        if args.command in ("api", "sockets", "worker"):
-            _require_shared_bus(settings, args.command)
-            if args.command == "api":
-                ensure_ports_free(
-                    settings.api_host, [PortClaim(settings.api_port, "API", "WAYBILL_API_PORT")]
-                )
-            if args.command == "sockets" and current_replica() is None:
-                processes = settings.sockets_processes if args.processes is None else args.processes
-                if not 1 <= processes <= 64:
-                    raise ConfigError("--processes must be between 1 and 64")
-                if processes > 1:
-                    ensure_ports_free(settings.sockets_host, replica_ports(settings, processes))
-                    return run_replicas(processes)
-                ensure_ports_free(
-                    settings.sockets_host,
-                    [PortClaim(settings.sockets_port, "sockets", "WAYBILL_SOCKETS_PORT")],
-                )
-            return eventloop.run(_run_role(settings, args.command, getattr(args, "queue", "all")))
-        if args.command == "migrate":
-            from db.migrate import upgrade
-
-            upgrade(settings.sync_database_url, args.revision)
-            sys.stdout.write(f"database is at revision {args.revision}\n")
-            return 0
-        if args.command == "seed":
-            if not 2 <= args.drivers <= 1000:
-                raise ConfigError("--drivers must be between 2 and 1000")
-            return asyncio.run(_seed(settings, args.drivers))
-        if args.command == "check":
-            return asyncio.run(_check(settings))
-        if args.command == "reconcile":
-            return asyncio.run(_reconcile(settings, args))
-        if args.command == "import":
-            from tools.import_cli import run_import
-
-            return asyncio.run(run_import(settings, args.file, args.org, args.as_email))
-        if args.command == "analytics":
-            return asyncio.run(run_analytics(settings, args))
-        if args.command == "simulate":
-            return asyncio.run(run_simulate(settings, args))
-        if args.command == "doctor":
-            return asyncio.run(_doctor(settings, as_json=args.json))
-        if args.command in ("backup", "restore"):
-            return _backup_or_restore(settings, args)
+            return _serve(settings, args)
+        return _run_command(settings, args)
     except (ConfigError, PortInUse) as exc:
         sys.stderr.write(f"waybill: {exc}\n")
         return 2
@@ -312,6 +269,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         tracing.shutdown()  # flushes buffered spans (entry() may skip interpreter teardown)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Run one of the long-lived processes (dev, api, sockets, worker) until it is stopped."""
+    if args.command == "dev":
+        from waybill.dev import run_dev
+
+        return eventloop.run(run_dev(settings, seed=not args.no_seed))
+    _require_shared_bus(settings, args.command)
+    if args.command == "api":
+        ensure_ports_free(settings.api_host, [PortClaim(settings.api_port, "API", "WAYBILL_API_PORT")])
+    if args.command == "sockets" and current_replica() is None:
+        processes = settings.sockets_processes if args.processes is None else args.processes
+        if not 1 <= processes <= 64:
+            raise ConfigError("--processes must be between 1 and 64")
+        if processes > 1:
+            ensure_ports_free(settings.sockets_host, replica_ports(settings, processes))
+            return run_replicas(processes)
+        ensure_ports_free(
+            settings.sockets_host,
+            [PortClaim(settings.sockets_port, "sockets", "WAYBILL_SOCKETS_PORT")],
+        )
+    return eventloop.run(_run_role(settings, args.command, getattr(args, "queue", "all")))
+
+
+def _run_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Run one of the commands that do a job and exit."""
+    if args.command == "migrate":
+        from db.migrate import upgrade
+
+        upgrade(settings.sync_database_url, args.revision)
+        sys.stdout.write(f"database is at revision {args.revision}\n")
+        return 0
+    if args.command == "seed":
+        if not 2 <= args.drivers <= 1000:
+            raise ConfigError("--drivers must be between 2 and 1000")
+        return asyncio.run(_seed(settings, args.drivers))
+    if args.command == "check":
+        return asyncio.run(_check(settings))
+    if args.command == "reconcile":
+        return asyncio.run(_reconcile(settings, args))
+    if args.command == "import":
+        from tools.import_cli import run_import
+
+        return asyncio.run(run_import(settings, args.file, args.org, args.as_email))
+    if args.command == "analytics":
+        return asyncio.run(run_analytics(settings, args))
+    if args.command == "simulate":
+        return asyncio.run(run_simulate(settings, args))
+    if args.command == "doctor":
+        return asyncio.run(_doctor(settings, as_json=args.json))
+    if args.command in ("backup", "restore"):
+        return _backup_or_restore(settings, args)
     raise AssertionError(f"unhandled command {args.command}")
 
 
