@@ -1,4 +1,5 @@
-"""Bus channel names, shared by publishers (activities) and subscribers (socket servers)."""
+"""Bus channel names, shared by publishers (activities, the socket server's ingest and arrivals, the API's
+sign-out) and subscribers (the socket servers' fan-out)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Process plumbing every Waybill process may import: settings, logging, log context, tracing, the event
-loop, the Temporal connection and its data converter. Imports nothing of the project but `domain/`."""
+loop, port checks, the Temporal connection, its data converter and the JSON codec of domain dataclasses
+built on it. Imports nothing of the project but `domain/`."""
 
 from importlib.metadata import PackageNotFoundError, version
 
