@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import re
 import resource
 import tempfile
 import time
@@ -28,17 +27,18 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api.resources import Resources
-from bench.deliveries import DOCS_PATH, cpu_model, say
+from bench.common.machine import cpu_model
+from bench.common.output import DOCS_PATH, say, write_block
 from db.migrate import upgrade
-from db.models import Depot, Driver, Organization, Vehicle
-from domain.analytics import BackfillInput
+from db.repositories.bench_fixtures import add_depot_fleet
+from domain.analytics import BackfillInput, BackfillResult
 from plumbing.converter import DATA_CONVERTER
 from plumbing.settings import Settings
 from plumbing.temporal import TemporalConnector
-from tools.analytics_demo import FleetVehicle, generate
+from starters.analytics import start_backfill, target_for
+from tools.analytics_demo import FleetVehicle, Written, generate
 from waybill.temporal_dev import temporal_binary
 from workers.compose import plan_queues
-from workers.schedules import start_backfill, target_for
 
 BEGIN, END = "<!-- bench:analytics:begin -->", "<!-- bench:analytics:end -->"
 TZ = "Europe/Berlin"
@@ -49,24 +49,51 @@ def rss_mb() -> float:
 
 
 async def make_fleet(resources: Resources, vehicles: int) -> tuple[uuid.UUID, list[FleetVehicle]]:
-    async with resources.sessionmaker() as s:
-        org = Organization(name="Bench fleet", slug=f"bench-{uuid.uuid4().hex[:8]}")
-        s.add(org)
-        await s.flush()
-        depot = Depot(organization_id=org.id, name="Depot", lat=52.52, lon=13.40, timezone=TZ)
-        s.add(depot)
-        await s.flush()
-        fleet = []
-        for n in range(vehicles):
-            v = Vehicle(organization_id=org.id, name=f"Van {n}", capacity_units=60, home_depot_id=depot.id)
-            s.add(v)
-            await s.flush()
-            d = Driver(organization_id=org.id, name=f"Driver {n}", vehicle_id=v.id)
-            s.add(d)
-            await s.flush()
-            fleet.append(FleetVehicle(v.id, d.id, depot.id, depot.lat, depot.lon))
-        await s.commit()
-        return org.id, fleet
+    async with resources.sessionmaker() as session:
+        return await add_depot_fleet(session, vehicles, TZ)
+
+
+async def write_history(
+    args: argparse.Namespace, resources: Resources
+) -> tuple[uuid.UUID, list[date], Written, float]:
+    """The synthetic history of `args.days` days up to yesterday: (organization, days, counts, seconds)."""
+    org, fleet = await make_fleet(resources, args.vehicles)
+    last = date.today() - timedelta(days=1)
+    days = [last - timedelta(days=i) for i in reversed(range(args.days))]
+    t0 = time.perf_counter()
+    written = await generate(
+        resources.sessionmaker, resources.history, org, fleet, days, TZ, stops=args.stops, ping_s=args.ping_s
+    )
+    gen_s = time.perf_counter() - t0
+    say(f"history: {written.deliveries} deliveries, {written.events} events, {written.positions} positions")
+    return org, days, written, gen_s
+
+
+async def backfill(
+    env: WorkflowEnvironment, resources: Resources, org: uuid.UUID, days: list[date]
+) -> tuple[BackfillResult, float, int]:
+    """The backfill of `days` through in-process workers: (result, seconds, peak traced heap bytes)."""
+    plans = plan_queues(resources, ["default", "analytics"])
+    workers = [
+        Worker(env.client, task_queue=p.task_queue, workflows=p.workflows, activities=p.activities)
+        for name, p in plans.items()
+        if name in ("default", "analytics")
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        for w in workers:
+            await stack.enter_async_context(w)
+        target = await target_for(resources, org)
+        tracemalloc.start()
+        t1 = time.perf_counter()
+        handle = await start_backfill(
+            env.client, resources.settings, BackfillInput(target, days[0].isoformat(), days[-1].isoformat())
+        )
+        result = await handle.result()
+        backfill_s = time.perf_counter() - t1
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    say(f"backfill: {result.days} days, {result.deliveries} deliveries in {backfill_s:.1f}s")
+    return result, backfill_s, peak
 
 
 async def run(args: argparse.Namespace, database_url: str) -> dict[str, str]:
@@ -79,46 +106,9 @@ async def run(args: argparse.Namespace, database_url: str) -> dict[str, str]:
     )
     resources = await Resources.open(settings, TemporalConnector(settings, env.client))
     try:
-        org, fleet = await make_fleet(resources, args.vehicles)
-        last = date.today() - timedelta(days=1)
-        days = [last - timedelta(days=i) for i in reversed(range(args.days))]
-        t0 = time.perf_counter()
-        written = await generate(
-            resources.sessionmaker,
-            resources.history,
-            org,
-            fleet,
-            days,
-            TZ,
-            stops=args.stops,
-            ping_s=args.ping_s,
-        )
-        gen_s = time.perf_counter() - t0
-        say(
-            f"history: {written.deliveries} deliveries, {written.events} events, "
-            f"{written.positions} positions"
-        )
+        org, days, written, gen_s = await write_history(args, resources)
         rss_before = rss_mb()
-        plans = plan_queues(resources, ["default", "analytics"])
-        workers = [
-            Worker(env.client, task_queue=p.task_queue, workflows=p.workflows, activities=p.activities)
-            for name, p in plans.items()
-            if name in ("default", "analytics")
-        ]
-        async with contextlib.AsyncExitStack() as stack:
-            for w in workers:
-                await stack.enter_async_context(w)
-            target = await target_for(resources, org)
-            tracemalloc.start()
-            t1 = time.perf_counter()
-            handle = await start_backfill(
-                env.client, settings, BackfillInput(target, days[0].isoformat(), days[-1].isoformat())
-            )
-            result = await handle.result()
-            backfill_s = time.perf_counter() - t1
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-        say(f"backfill: {result.days} days, {result.deliveries} deliveries in {backfill_s:.1f}s")
+        result, backfill_s, peak = await backfill(env, resources, org, days)
         return {
             "data": f"{args.days} days x {args.vehicles} vehicles, {args.stops} stops per vehicle-day, "
             f"a fix every {args.ping_s:g} s: {written.deliveries:,} deliveries, {written.events:,} events, "
@@ -155,11 +145,7 @@ def block(facts: dict[str, str], command: str) -> str:
 
 
 def write_docs(content: str, path: Path = DOCS_PATH) -> None:
-    doc = path.read_text() if path.exists() else ""  # re-read right before writing: others edit it too
-    new = f"{BEGIN}\n{content.rstrip()}\n{END}\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
-    doc = pattern.sub(lambda _: new, doc, count=1) if pattern.search(doc) else doc.rstrip() + "\n\n" + new
-    path.write_text(doc)
+    write_block(path, BEGIN, END, content, empty="")
     say(f"wrote {path}")
 
 

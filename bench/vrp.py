@@ -16,7 +16,6 @@ import argparse
 import importlib.metadata
 import os
 import platform
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from activities.routing.engine import solve
-from bench.deliveries import DOCS_PATH, cpu_model
+from bench.common.machine import cpu_model
+from bench.common.output import DOCS_PATH, write_block
 from bench.vrp_check import Verdict, check
 from bench.vrp_instances import Bks, Convention, Instance, load, read_bks
 from domain.geo import LatLon
@@ -275,11 +275,7 @@ def docs_block(results: list[Result], solvers: Sequence[str], args: argparse.Nam
 
 
 def write_docs(block: str, path: Path = DOCS_PATH) -> None:
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    new = f"{BEGIN}\n{block.rstrip()}\n{END}\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.DOTALL)
-    doc = pattern.sub(lambda _: new, doc, count=1) if pattern.search(doc) else doc.rstrip() + "\n\n" + new
-    path.write_text(doc)
+    write_block(path, BEGIN, END, block)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

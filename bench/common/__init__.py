@@ -1,0 +1,1 @@
+"""What every benchmark shares: console output and docs blocks, facts about the machine, child processes."""
