@@ -59,7 +59,7 @@ async def _organizations(resources: Any, org: str | None) -> list[uuid.UUID]:
 
 async def _backfill(resources: Any, first: date, last: date, org: str | None) -> int:
     from domain.analytics import BackfillInput, days_between
-    from workers.schedules import start_backfill, target_for
+    from starters.analytics import start_backfill, target_for
 
     try:
         days_between(first.isoformat(), last.isoformat())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
@@ -21,10 +21,12 @@ from activities.analytics.activities import AnalyticsActivities
 from activities.deliveries import DeliveryActivities
 from activities.notifications.activities import NotificationActivities
 from activities.reconcile import ReconcileActivities
-from activities.resources import ActivityResources as Resources
+from activities.resources import ActivityResources, WorkflowCalls
 from activities.routing.optimize import RoutingActivities
 from activities.routing.planning import RoutePlanningActivities
 from activities.system_check import SystemCheckActivities
+from plumbing.temporal import TemporalConnector
+from starters.calls import WorkflowStarters
 from workers import code_cache
 from workers.metrics import WorkerMetrics
 from workflows.analytics import AnalyticsBackfillWorkflow, AnalyticsDailyWorkflow, AnalyticsHourlyWorkflow
@@ -39,6 +41,14 @@ from workflows.system_check import SystemCheckWorkflow
 QUEUE_NAMES = ("default", "routing", "analytics")
 
 
+class Resources(ActivityResources, Protocol):
+    """What a worker is built with: the activities' stores and the Temporal connection, for the
+    calls some activities make into workflows (starters/)."""
+
+    @property
+    def temporal(self) -> TemporalConnector: ...
+
+
 @dataclass
 class QueuePlan:
     task_queue: str
@@ -51,15 +61,20 @@ class QueuePlan:
 
 
 def plan_queues(
-    resources: Resources, queues: Sequence[str] = QUEUE_NAMES, metrics: WorkerMetrics | None = None
+    resources: Resources,
+    queues: Sequence[str] = QUEUE_NAMES,
+    metrics: WorkerMetrics | None = None,
+    workflows: WorkflowCalls | None = None,
 ) -> dict[str, QueuePlan]:
-    """`metrics`: the worker's registry, told of each reconciler run (its findings are gauges)."""
+    """`metrics`: the worker's registry, told of each reconciler run (its findings are gauges).
+    `workflows`: the calls activities make into workflows; by default on `resources.temporal`."""
     s = resources.settings
+    calls = workflows or WorkflowStarters(resources.temporal, s)
     system = SystemCheckActivities(resources)
-    reconcile = ReconcileActivities(resources, metrics.record_reconcile if metrics else None)
-    deliveries = DeliveryActivities(resources)
+    reconcile = ReconcileActivities(resources, calls, metrics.record_reconcile if metrics else None)
+    deliveries = DeliveryActivities(resources, calls)
     notifications = NotificationActivities(resources)
-    planning = RoutePlanningActivities(resources)
+    planning = RoutePlanningActivities(resources, calls)
     return {
         "default": QueuePlan(
             task_queue=s.temporal_task_queue,

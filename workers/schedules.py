@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
-import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING
 
 from temporalio.client import (
     Client,
@@ -33,40 +30,25 @@ from temporalio.client import (
     ScheduleState,
     ScheduleUpdate,
     ScheduleUpdateInput,
-    WorkflowHandle,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from db.repositories.analytics import organization_timezone, organizations
+from db.repositories.analytics import organizations
 from domain.analytics import (
     AnalyticsTarget,
-    BackfillInput,
-    BackfillResult,
-    backfill_workflow_id,
     daily_schedule_id,
-    days_between,
     hourly_schedule_id,
 )
 from domain.reconcile import RECONCILE_SCHEDULE_ID, ReconcileInput
-from workflows.analytics import AnalyticsBackfillWorkflow, AnalyticsDailyWorkflow, AnalyticsHourlyWorkflow
+from starters.analytics import target_for
+from workflows.analytics import AnalyticsDailyWorkflow, AnalyticsHourlyWorkflow
 from workflows.reconcile import ReconcileWorkflow
 
 if TYPE_CHECKING:
     from activities.resources import ActivityResources as Resources
     from plumbing.settings import Settings
 
-log = logging.getLogger(__name__)
 CONCURRENCY = 8
-
-
-def _zone(name: str, default: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        log.warning("unknown time zone %r, analytics use %s", name, default)
-        return default
-    return name
 
 
 def schedules_for(settings: Settings, target: AnalyticsTarget) -> dict[str, Schedule]:
@@ -172,28 +154,3 @@ async def ensure_analytics_schedules(client: Client, resources: Resources) -> in
 
     await asyncio.gather(*(one(t) for t in targets))
     return len(targets)
-
-
-async def start_backfill(
-    client: Client, settings: Settings, inp: BackfillInput
-) -> WorkflowHandle[Any, BackfillResult]:
-    """Start (or join the running) backfill of the range; the range is checked before it starts."""
-    days_between(inp.from_day, inp.to_day)  # raises ValueError for a bad range
-    return await client.start_workflow(
-        AnalyticsBackfillWorkflow.run,
-        inp,
-        id=backfill_workflow_id(inp.target.organization_id, inp.from_day, inp.to_day),
-        task_queue=settings.temporal_task_queue,
-        # The same range again while it runs joins it; after it finished, runs again (after a fix).
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-    )
-
-
-async def target_for(resources: Resources, organization_id: uuid.UUID) -> AnalyticsTarget:
-    s = resources.settings
-    async with resources.sessionmaker() as session:
-        tz = await organization_timezone(session, organization_id, s.analytics_default_timezone)
-    return AnalyticsTarget(
-        str(organization_id), _zone(tz, s.analytics_default_timezone), s.temporal_analytics_task_queue
-    )

@@ -1,4 +1,4 @@
-"""Turning the database's deliveries and vehicles into a RoutingProblem (pure functions).
+"""Turning the database's deliveries and vehicles into a RoutingProblem (pure functions of the rows).
 
 Units: demand and capacity dimensions are (weight in grams, volume in litres, units); times are
 seconds from the start of the service date in the depot's time zone.
@@ -12,13 +12,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from db.models import Depot, Driver, Vehicle
+from db.models import DeliveryRow, Depot, Driver, Vehicle
 from domain.delivery import DeliveryState, DeliveryStatus, TimeWindow
 from domain.delivery import Stop as DeliveryStop
 from domain.geo import LatLon
-from domain.route_plans import StopRef, VehicleRef
+from domain.route_plans import LoadedProblem, StopRef, VehicleRef
 from domain.routing import Job, Objective, RoutingProblem, Stop, Window
 from domain.routing import Vehicle as RoutingVehicle
+from plumbing.codec import from_jsonable
 
 UNLIMITED = 10**9  # a capacity the vehicle record leaves open
 DEFAULT_SHIFT = (time(8, 0), time(20, 0))
@@ -177,3 +178,59 @@ def depot_of(state: dict[str, Any]) -> str | None:
     spec = state.get("spec") or {}
     depot = spec.get("depot_id")
     return str(depot) if depot else None
+
+
+def loaded_problem(
+    b: ProblemBuilder,
+    depot_id: str,
+    vehicles: list[Vehicle],
+    drivers: dict[Any, Driver],
+    rows: list[DeliveryRow],
+) -> LoadedProblem:
+    """The problem of the vehicles (with their drivers) and of those deliveries that belong in it;
+    each one left out is in `skipped` with the reason."""
+    vehicle_ids = {str(v.id) for v in vehicles}
+    started: dict[str, list[str]] = {v: [] for v in vehicle_ids}
+    loaded: dict[str, list[str]] = {v: [] for v in vehicle_ids}
+    chosen: list[tuple[DeliveryState, str | None]] = []
+    for row in rows:
+        st = from_jsonable(DeliveryState, row.state)
+        reason = _left_out(b, st, depot_of(row.state), depot_id, vehicle_ids)
+        if reason is not None:
+            b.skipped[st.delivery_id] = reason
+        elif st.status in LOADED | STARTED:
+            # Under way: it stays on its vehicle, and a stop already started stays first.
+            assert st.vehicle_id is not None
+            (started if st.status in STARTED else loaded)[st.vehicle_id].append(st.delivery_id)
+            chosen.append((st, st.vehicle_id))
+        else:
+            chosen.append((st, None))
+    for v in vehicles:
+        b.add_vehicle(v, drivers.get(v.id), started[str(v.id)], loaded[str(v.id)])
+    for st, locked in chosen:
+        b.add_delivery(st, locked)
+    return LoadedProblem(
+        problem=b.problem(),
+        origin=b.origin,
+        shift=b.service_date.isoformat(),
+        vehicles=b.vehicle_refs,
+        stops=b.stops,
+        skipped=b.skipped,
+    )
+
+
+def _left_out(
+    b: ProblemBuilder, st: DeliveryState, depot: str | None, depot_id: str, vehicle_ids: set[str]
+) -> str | None:
+    """Why the delivery stays out of the problem, or None if it belongs in it."""
+    if depot not in (None, depot_id):
+        return "it belongs to another depot"
+    if st.status not in {S.PENDING, *MOVABLE, *LOADED, *STARTED}:
+        return f"it is {st.status.value}"
+    if not window_overlaps_day(st, b.origin, b.day_end):
+        return f"its windows are not on {b.service_date.isoformat()}"
+    if st.status in LOADED | STARTED and st.vehicle_id not in vehicle_ids:
+        return "it is under way on a vehicle outside this plan"
+    if st.status in MOVABLE and st.vehicle_id not in vehicle_ids:
+        return "it is assigned to a vehicle outside this plan"
+    return None

@@ -7,18 +7,15 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.deliveries import projection_values
-from activities.reconcile import delivery_options
 from api.deps import CurrentUser
 from api.errors import ProblemError, not_found, temporal_unavailable
 from api.http.pagination import Page, PageParams, make_page
@@ -29,6 +26,7 @@ from db.models import DeliveryRow
 from db.repositories import delivery_creates as creates
 from db.repositories.deliveries import DeliveryRepository, DeliverySearch
 from db.repositories.fleet import DepotRepository, DriverRepository
+from db.repositories.projection import projection_values
 from domain.delivery import (
     Actor,
     DeliveryInput,
@@ -44,6 +42,7 @@ from domain.ids import uuid7
 from domain.roles import Role
 from plumbing.codec import from_jsonable
 from plumbing.settings import Settings
+from starters.deliveries import delivery_options, start_delivery_workflow
 from workflows.delivery import DeliveryWorkflow
 
 
@@ -218,21 +217,6 @@ async def _start_new(call: _Call, initial: DeliveryState) -> None:
             await creates.delete_row(call.session, uuid.UUID(initial.delivery_id))
             await call.session.commit()
         raise temporal_unavailable() from None
-
-
-async def start_delivery_workflow(
-    client: Client, params: DeliveryInput, task_queue: str, rpc_timeout: timedelta | None = None
-) -> None:
-    """Start `delivery-{id}`; a running one is reused, a finished one is never started again."""
-    await client.start_workflow(
-        DeliveryWorkflow.run,
-        params,
-        id=workflow_id(params.delivery_id),
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        rpc_timeout=rpc_timeout,
-    )
 
 
 async def load_row(session: AsyncSession, org: uuid.UUID, delivery_id: uuid.UUID) -> DeliveryRow:

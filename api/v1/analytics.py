@@ -29,7 +29,7 @@ from db.models import AnalyticsReport
 from db.repositories.analytics import reports_between
 from domain.analytics import MAX_BACKFILL_DAYS, BackfillInput, GroupBy, KpiParts, derive_kpis, merge_parts
 from domain.roles import Role
-from workers.schedules import start_backfill, target_for
+from starters.analytics import start_backfill, target_for
 
 router = APIRouter(prefix=f"{PREFIX}/analytics", tags=["analytics"])
 Reader = Annotated[CurrentUser, Depends(require_roles(Role.ADMIN, Role.DISPATCHER, Role.VIEWER))]

@@ -11,7 +11,6 @@ from sqlalchemy import select
 from temporalio.service import RPCError
 
 from activities.notifications.egress import egress_policy
-from activities.notifications.fanout import notification_config
 from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
 from api.errors import ProblemError, not_found, temporal_unavailable
 from api.http.pagination import Page, PageDep, page_of
@@ -28,6 +27,7 @@ from db.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from domain.ids import uuid7
 from domain.notifications import ReplayInput
 from domain.roles import Role
+from starters.notifications import notification_config
 from workflows.notifications import WebhookReplayWorkflow
 
 router = APIRouter(prefix=f"{PREFIX}/webhooks", tags=["webhooks"])

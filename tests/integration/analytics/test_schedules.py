@@ -17,10 +17,11 @@ from api.resources import Resources
 from db.models import AnalyticsReport, Depot
 from domain.analytics import BackfillInput, daily_schedule_id, hourly_schedule_id
 from plumbing.temporal import TemporalConnector
+from starters.analytics import start_backfill, target_for
 from tests.integration.analytics.fleet import DAY, build_known_history
 from tests.support import make_tenant, test_settings
 from workers.compose import plan_queues
-from workers.schedules import ensure_org_schedules, start_backfill, target_for
+from workers.schedules import ensure_org_schedules
 
 
 @pytest.fixture

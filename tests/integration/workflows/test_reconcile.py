@@ -19,9 +19,9 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from activities.deliveries import projection_values
 from api.resources import Resources
 from db.models import DeliveryRow
+from db.repositories.projection import projection_values
 from domain.delivery import AssignRequest, CancelRequest, DeliveryState, DeliveryStatus
 from domain.reconcile import (
     DELIVERY_STATE_QUERY,
