@@ -183,7 +183,8 @@ class Phases:
             await drain(self.sessionmaker, self.org, self.started, DRAIN_TIMEOUT_S)
 
     async def rounds(self) -> list[Run]:
-        args, runs = self.args, []
+        args = self.args
+        runs: list[Run] = []
         for round_no in range(1, args.rounds + 1):
             for side in SIDES if round_no % 2 else tuple(reversed(SIDES)):
                 if time.monotonic() >= self.deadline:
