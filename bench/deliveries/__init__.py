@@ -19,7 +19,8 @@ that drift hits both sides alike:
 both with the same concurrency. After each phase it waits until the worker has recorded every
 delivery started so far, so that no phase pays for the other's backlog. Reports count, errors, wall
 time, rate, p50/p99 latency and this process's CPU per delivery for each phase, each side's median
-over its runs, and the API/raw rate ratio (goal: at least GOAL_RATIO). Bounded in count and ti
+over its runs, and the API/raw rate ratio (goal: at least GOAL_RATIO). Bounded in count and time;
+all traffic stays on loopback unless TEMPORAL_ADDRESS or --database-url point elsewhere.
 
 The package: config.py (constants, the settings every process of the run uses), runs.py (a phase's
 figures and the lanes that drive it), http_load.py (the HTTP load generator), processes.py (the worker

@@ -29,10 +29,10 @@ fleet; for every position it receives it notes the time since the driver sent it
 encoded in the position's `seq`, see bench/wsload/). Rates count acknowledged positions between
 the end of the ramp and the end of the run; latencies are of positions sent in that interval. The
 server's CPU time per position comes from /proc. Bounded in time (each run `--seconds`, then at most
-15 s for the last acknowledgements); everything stays on loopba
+15 s for the last acknowledgements); everything stays on loopback.
 
 The package: config.py (defaults, goals, server kinds), processes.py (the bare server, the server and
-load-generator child processes), fleet.py (database and Redis set-up), runs.py (what a run measures),
-server_bench.py (one server's connections and runs), measure.py (the whole benchmark), report.py and
+load-generator child processes), fleet.py (database and Redis set-up), results.py (what a run measured),
+runs.py (one run), server_bench.py (one server's connections and runs), measure.py (the whole benchmark), report.py and
 docs.py (tables, docs/benchmarks.md), cli.py (arguments and `main`).
 """
