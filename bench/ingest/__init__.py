@@ -32,7 +32,7 @@ server's CPU time per position comes from /proc. Bounded in time (each run `--se
 15 s for the last acknowledgements); everything stays on loopback.
 
 The package: config.py (defaults, goals, server kinds), processes.py (the bare server, the server and
-load-generator child processes), fleet.py (database and Redis set-up), results.py (what a run measured),
-runs.py (one run), server_bench.py (one server's connections and runs), measure.py (the whole benchmark), report.py and
-docs.py (tables, docs/benchmarks.md), cli.py (arguments and `main`).
+load-generator child processes), fleet.py (database and Redis set-up), results.py (what a run
+measured), runs.py (one run), server_bench.py (one server's connections and runs), measure.py (the
+whole benchmark), report.py and docs.py (tables, docs/benchmarks.md), cli.py (arguments and `main`).
 """
