@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
@@ -20,9 +19,8 @@ from api.errors import ProblemError, temporal_unavailable
 from api.resources import Resources
 from api.security.denylist import SESSION_REVOKED
 from api.security.rate_limit import enforce
+from api.security.token_user import load_user, refusal
 from api.security.tokens import TokenError, TokenType
-from api.security.user_cache import AuthUser
-from db.models import User
 from domain.roles import Role
 from plumbing.log_context import bind
 
@@ -116,22 +114,11 @@ async def authenticate(request: Request, credentials: Credentials) -> CurrentUse
     # Signed out, or its refresh family revoked after reuse (answered from this process when it can).
     if claims.family_id is not None and await resources.denylist.denied(claims.family_id):
         raise _unauthenticated("token_revoked", SESSION_REVOKED)
-    user = resources.users.get(claims.user_id)
-    if user is None:
-        async with resources.sessionmaker() as session:
-            user = await _load_user(session, claims.user_id)
-        if user is not None:
-            resources.users.put(user)
+    user = await load_user(resources.users, resources.sessionmaker, claims.user_id)
     # A deactivated user, or one whose role or organization changed, loses access (within the cache TTL).
-    if (
-        user is None
-        or not user.active
-        or user.organization_id != claims.organization_id
-        or user.role != claims.role.value
-    ):
-        raise _unauthenticated("invalid_token", "the token's user is no longer active")
-    if user.password_changed_at and claims.issued_at < user.password_changed_at:
-        raise _unauthenticated("token_revoked", "the password changed after this token was issued")
+    if (refused := refusal(user, claims)) is not None:
+        raise _unauthenticated(refused.code, refused.detail)
+    assert user is not None  # refusal() refuses a missing user
     s = resources.settings
     await enforce(
         resources.cache_bus,
@@ -142,12 +129,6 @@ async def authenticate(request: Request, credentials: Credentials) -> CurrentUse
     )
     bind(organization_id=str(user.organization_id), user_id=str(user.id))
     return CurrentUser(user.id, user.organization_id, Role(user.role), user.email, user.name)
-
-
-async def _load_user(session: AsyncSession, user_id: uuid.UUID) -> AuthUser | None:
-    columns = [getattr(User, name) for name in AuthUser.__slots__]
-    row = (await session.execute(select(*columns).where(User.id == user_id))).first()
-    return AuthUser(*row) if row is not None else None
 
 
 UserDep = Annotated[CurrentUser, Depends(authenticate)]

@@ -10,11 +10,8 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import Select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import ProblemError
-from db.repositories.listing import page_rows
 
 T = TypeVar("T")
 
@@ -67,10 +64,3 @@ def make_page(rows: Sequence[Any], params: PageParams, to_item: Callable[[Any], 
     kept = rows[: params.limit]
     cursor = encode_cursor(kept[-1].id) if has_more and kept else None
     return Page[T](items=[to_item(r) for r in kept], next_cursor=cursor)
-
-
-async def page_of(
-    session: AsyncSession, stmt: Select[Any], model: Any, page: PageParams, to_item: Callable[[Any], T]
-) -> Page[T]:
-    """One page of `stmt`'s rows (see db/repositories/listing.py), as `Page` of `to_item`s."""
-    return make_page(await page_rows(session, stmt, model, page.after, page.limit), page, to_item)

@@ -25,6 +25,12 @@ class Input(BaseModel):
         return value
 
 
+class Output(BaseModel):
+    """Base of a response made from a row: read from its attributes (`Out.model_validate(row)`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
 class Coordinates(Input):
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
     lon: float = Field(ge=-180, le=180, allow_inf_nan=False)

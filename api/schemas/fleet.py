@@ -10,7 +10,6 @@ from typing import Annotated
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     WithJsonSchema,
@@ -18,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from api.schemas.common import Coordinates, Email, Input, Name, Phone, Skills
+from api.schemas.common import Coordinates, Email, Input, Name, Output, Phone, Skills
 
 
 def _check_timezone(value: str | None) -> str | None:
@@ -29,10 +28,6 @@ def _check_timezone(value: str | None) -> str | None:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone {value!r}: use an IANA name such as 'Europe/Berlin'") from None
     return value
-
-
-class Output(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
 
 
 # Depots ------------------------------------------------------------------------------------

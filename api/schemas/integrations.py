@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
-from api.schemas.common import Coordinates, Input, Name
+from api.schemas.common import Coordinates, Input, Name, Output
 from api.schemas.deliveries import DeliveryOut
 
 Text = Annotated[str, StringConstraints(max_length=1000)]
@@ -18,7 +18,7 @@ class ApiKeyCreate(Input):
     name: Name
 
 
-class ApiKeyOut(BaseModel):
+class ApiKeyOut(Output):
     id: uuid.UUID
     name: str
     prefix: str

@@ -8,13 +8,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from api.schemas.common import Input
+from api.schemas.common import Input, Output
 
 Channel = Literal["email", "sms", "in_app"]
 Locale = Literal["en", "de"]
 
 
-class NotificationOut(BaseModel):
+class NotificationOut(Output):
     id: uuid.UUID
     event: str
     channel: str

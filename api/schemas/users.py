@@ -7,9 +7,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, StringConstraints
+from pydantic import StringConstraints
 
-from api.schemas.common import Email, Input, Name
+from api.schemas.common import Email, Input, Name, Output
 from api.security.passwords import MAX_PASSWORD_LENGTH
 from domain.roles import Role
 
@@ -31,7 +31,7 @@ class UserUpdate(Input):
     active: bool | None = None
 
 
-class UserOut(BaseModel):
+class UserOut(Output):
     id: uuid.UUID
     email: str
     name: str
@@ -41,7 +41,7 @@ class UserOut(BaseModel):
     updated_at: datetime
 
 
-class AuditEventOut(BaseModel):
+class AuditEventOut(Output):
     id: uuid.UUID
     occurred_at: datetime
     action: str

@@ -6,14 +6,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints, UrlConstraints, field_validator
+from pydantic import AnyHttpUrl, Field, StringConstraints, UrlConstraints, field_validator
 
-from api.schemas.common import Input
+from api.schemas.common import Input, Output
 from domain.notifications import PUBLIC_EVENTS
 
 Secret = Annotated[str, StringConstraints(min_length=16, max_length=200)]
 # The column holds 2,000 characters. Where the URL may point is the egress policy's call (it needs
-# the operator's allowlist): api/v1/webhooks.py answers 422 webhook_url_forbidden.
+# the operator's allowlist): api/services/webhooks.py answers 422 webhook_url_forbidden.
 HookUrl = Annotated[
     AnyHttpUrl,
     UrlConstraints(max_length=2000),
@@ -50,7 +50,7 @@ class WebhookUpdate(Input):
     _events = field_validator("events")(_check_events)
 
 
-class WebhookOut(BaseModel):
+class WebhookOut(Output):
     id: uuid.UUID
     url: str
     events: list[str]
@@ -66,7 +66,7 @@ class WebhookCreated(WebhookOut):
     secret: str = Field(description="shown once: keep it to verify signatures")
 
 
-class AttemptOut(BaseModel):
+class AttemptOut(Output):
     attempted_at: datetime
     response_code: int | None
     latency_ms: float
@@ -74,7 +74,7 @@ class AttemptOut(BaseModel):
     succeeded: bool
 
 
-class WebhookDeliveryOut(BaseModel):
+class WebhookDeliveryOut(Output):
     id: uuid.UUID
     event_id: str
     event_type: str

@@ -1,4 +1,4 @@
-"""Writing audit events from request handlers: who did what to what, from where.
+"""Audit events from request handlers (who did what to what, from where), and the log's pages.
 
 Events are added to the request's session, so they commit (or roll back) with the change they
 describe; events for refused actions (a failed login, a reused refresh token) are committed on
@@ -8,13 +8,17 @@ their own by the caller before it answers.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.http.pagination import Page, PageParams, make_page
+from api.schemas.users import AuditEventOut
 from api.security.rate_limit import client_ip
 from db.models import AuditEvent
+from db.repositories.audit import add_event, events_page
 from plumbing.log_context import current
 
 if TYPE_CHECKING:
@@ -46,7 +50,8 @@ def audit(
     target_id: object | None = None,
     **details: Any,
 ) -> AuditEvent:
-    event = AuditEvent(
+    return add_event(
+        session,
         organization_id=organization_id,
         action=action,
         actor_user_id=actor_user_id,
@@ -57,8 +62,6 @@ def audit(
         request_id=current().get("request_id"),
         details={k: v for k, v in details.items() if v is not None},
     )
-    session.add(event)
-    return event
 
 
 def audit_by(
@@ -74,3 +77,24 @@ def audit_by(
         actor=f"{user.role.value}:{user.id}",
         **kwargs,
     )
+
+
+async def audit_page(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    page: PageParams,
+    action: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> Page[AuditEventOut]:
+    """A page of the organization's log, newest first (the cursor is the last, oldest, event seen)."""
+    rows = await events_page(
+        session,
+        organization_id,
+        action=action,
+        since=since,
+        until=until,
+        before=page.after,
+        limit=page.limit + 1,
+    )
+    return make_page(rows, page, AuditEventOut.model_validate)

@@ -1,17 +1,24 @@
-"""Small helpers the resource routers share: fetch-or-404, reference checks, conflict mapping."""
+"""What the resource services share: fetch-or-404, reference checks, conflict mapping, and `Entity`,
+the list/read/create/update/delete of an organization's rows answered as their schema."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import ProblemError, not_found
+from api.http.pagination import Page, PageParams, make_page
+from db.base import Base
 from db.repositories.base import IntegrityConflict, OrgScopedRepository
 
-M = TypeVar("M")
+M = TypeVar("M", bound=Base)
+Out = TypeVar("Out")
+Values = dict[str, Any]
 
 
 async def fetch(repo: OrgScopedRepository[Any], ident: uuid.UUID, kind: str) -> Any:
@@ -89,3 +96,56 @@ async def flush_or_conflict(repo: OrgScopedRepository[Any], kind: str) -> None:
 def changes(body: BaseModel) -> dict[str, Any]:
     """The fields a PATCH body actually set (null clears a nullable field)."""
     return body.model_dump(exclude_unset=True)
+
+
+@dataclass(frozen=True)
+class Entity(Generic[M, Out]):
+    """One kind of organization-scoped row: `apply` sets a body's fields on a row (422 for a field that
+    cannot be null), `check` validates the ids a body names, `to_out` is the row's response."""
+
+    kind: str
+    repository: Callable[[AsyncSession, uuid.UUID], OrgScopedRepository[M]]
+    to_out: Callable[[M], Out]
+    apply: Callable[[M, Values], None]
+    check: Callable[[AsyncSession, uuid.UUID, Values], Awaitable[None]] | None = None
+    before_delete: Callable[[AsyncSession, uuid.UUID, M], Awaitable[None]] | None = None  # may refuse
+
+    async def page(self, session: AsyncSession, org: uuid.UUID, page: PageParams) -> Page[Out]:
+        rows = await self.repository(session, org).list(after=page.after, limit=page.limit + 1)
+        return make_page(rows, page, self.to_out)
+
+    async def row(self, session: AsyncSession, org: uuid.UUID, ident: uuid.UUID) -> M:
+        row: M = await fetch(self.repository(session, org), ident, self.kind)
+        return row
+
+    async def read(self, session: AsyncSession, org: uuid.UUID, ident: uuid.UUID) -> Out:
+        return self.to_out(await self.row(session, org, ident))
+
+    async def create(self, session: AsyncSession, org: uuid.UUID, values: Values) -> Out:
+        if self.check is not None:
+            await self.check(session, org, values)
+        repo = self.repository(session, org)
+        row = repo.new()
+        self.apply(row, values)
+        await add_or_conflict(repo, row, self.kind)
+        await session.commit()
+        return self.to_out(row)
+
+    async def update(self, session: AsyncSession, org: uuid.UUID, ident: uuid.UUID, values: Values) -> Out:
+        """A PATCH: only the fields the body set (`changes`) are in `values`."""
+        repo = self.repository(session, org)
+        row: M = await fetch(repo, ident, self.kind)
+        if self.check is not None:
+            await self.check(session, org, values)
+        self.apply(row, values)
+        await flush_or_conflict(repo, self.kind)
+        await session.commit()
+        return self.to_out(row)
+
+    async def delete(self, session: AsyncSession, org: uuid.UUID, ident: uuid.UUID) -> None:
+        repo = self.repository(session, org)
+        row: M = await fetch(repo, ident, self.kind)
+        if self.before_delete is not None:
+            await self.before_delete(session, org, row)
+        await repo.delete(row)
+        await session.commit()

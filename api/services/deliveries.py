@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi import Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -59,6 +60,14 @@ def request_hash(body: DeliveryCreate) -> str:
 class Created:
     state: DeliveryState
     created: bool  # False: an earlier request (same Idempotency-Key or external_ref) made it
+
+
+def answer_created(response: Response, result: Created) -> None:
+    """Where the delivery is; 200 and Idempotent-Replayed when an earlier request created it."""
+    response.headers["Location"] = f"/api/v1/deliveries/{result.state.delivery_id}"
+    if not result.created:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
-from activities.reconcile import delivery_options
 from api.deps import CurrentUser
 from api.errors import ProblemError, temporal_unavailable
 from api.services.crud import require_reference
@@ -26,6 +25,7 @@ from db.models import DeliveryRow
 from db.repositories.fleet import DriverRepository, VehicleRepository
 from domain.delivery import AssignRequest, DeliveryState, allowed_actions, never_started, start_input
 from plumbing.settings import Settings
+from starters.deliveries import delivery_options
 from workflows.delivery import DeliveryWorkflow
 
 A = TypeVar("A")

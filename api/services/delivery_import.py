@@ -13,6 +13,7 @@ import io
 import uuid
 from typing import Any
 
+from fastapi import UploadFile
 from pydantic import ValidationError
 from temporalio.client import Client
 
@@ -100,6 +101,24 @@ def _validation_reason(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err.get("loc", ()))
     return f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid"))
+
+
+async def import_upload(
+    file: UploadFile, user: CurrentUser, resources: Resources, client: Client
+) -> ImportReport:
+    """An uploaded CSV file (UTF-8, at most `proof_max_bytes`) imported: 413 or 422 invalid_csv if it
+    cannot be."""
+    raw = await file.read(resources.settings.proof_max_bytes + 1)
+    if len(raw) > resources.settings.proof_max_bytes:
+        raise ProblemError(413, "payload_too_large", "the CSV file is too large")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ProblemError(422, "invalid_csv", "the file is not UTF-8 text") from None
+    try:
+        return await import_deliveries(text, user, resources, client)
+    except ImportFileError as exc:
+        raise ProblemError(422, "invalid_csv", str(exc)) from None
 
 
 async def import_deliveries(

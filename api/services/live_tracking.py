@@ -15,7 +15,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import ProblemError
@@ -28,7 +27,8 @@ from api.schemas.tracking import (
 )
 from db.bus.base import CacheBus
 from db.history.base import Position
-from db.models import DeliveryRow, RouteRow
+from db.models import DeliveryRow
+from db.repositories.routes import RouteRepository
 from domain.delivery import DeliveryState
 from domain.positions import simplify
 from domain.routes import FINISHED, RouteState, StopStatus, estimate_etas
@@ -122,11 +122,7 @@ async def simplified(positions: list[Position], tolerance_m: float | None) -> li
 async def load_route(session: AsyncSession, org: uuid.UUID, route_id: str | None) -> RouteState | None:
     if route_id is None:
         return None
-    row = (
-        await session.scalars(
-            select(RouteRow).where(RouteRow.id == route_id, RouteRow.organization_id == org)
-        )
-    ).first()
+    row = await RouteRepository(session, org).owned(route_id)
     if row is None or not row.state:
         return None
     try:

@@ -11,16 +11,13 @@ HTTP for load balancers. Close codes: api/sockets/frames.py and docs/sockets.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from typing import Protocol as TypingProtocol
 
-from sqlalchemy import select
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -28,8 +25,8 @@ from websockets.http11 import Request, Response
 
 from api.resources import Resources
 from api.security.denylist import SESSION_REVOKED
+from api.security.token_user import load_user, refusal
 from api.security.tokens import TokenClaims, TokenError, TokenType
-from api.security.user_cache import AuthUser
 from api.sockets import limits
 from api.sockets.context import Context
 from api.sockets.dispatch import DispatchProtocol
@@ -47,55 +44,17 @@ from api.sockets.frames import (
     parse_frame,
 )
 from api.sockets.revocations import Revocations
-from db.models import User
+from api.sockets.session import Session, last_word
 from domain.roles import Role
 
 log = logging.getLogger(__name__)
 REVOCATIONS_READY_S = 5.0  # at start: how long to wait for the revocation subscription
 CLOSE_TIMEOUT_S = 2.0  # a peer that does not answer our close frame is dropped after this
-LAST_WORD_TIMEOUT_S = 1.0  # how long the error frame before a close may wait on a peer not reading
 
 PATH_ROLES: dict[str, frozenset[Role]] = {
     "/ws/driver": frozenset({Role.DRIVER}),
     "/ws/dispatch": frozenset({Role.ADMIN, Role.DISPATCHER, Role.VIEWER}),
 }
-
-
-@dataclass(eq=False)  # hashable by identity: SocketServer.sessions holds it
-class Session:
-    path: str
-    claims: TokenClaims
-    expiry: asyncio.TimerHandle | None = None
-    ending: asyncio.Task[None] | None = None  # closing: no more frames are processed
-
-    def close_at_expiry(self, ws: ServerConnection) -> None:
-        """(Re)arm the timer that closes the connection when the token expires."""
-        if self.expiry is not None:
-            self.expiry.cancel()
-        loop = asyncio.get_running_loop()
-        delay = self.claims.expires_at.timestamp() - time.time()
-        self.expiry = loop.call_at(loop.time() + max(0.0, delay), self._expired, ws)
-
-    def _expired(self, ws: ServerConnection) -> None:
-        self.end(
-            ws, "token_expired", "the token has expired; send a new one before it does", CLOSE_TOKEN_EXPIRED
-        )
-
-    def end(self, ws: ServerConnection, code: str, detail: str, close: int) -> None:
-        if self.ending is None:
-            self.ending = asyncio.create_task(last_word(ws, code, detail, close))
-
-    def cancel(self) -> None:
-        if self.expiry is not None:
-            self.expiry.cancel()
-
-
-async def last_word(ws: ServerConnection, code: str, detail: str, close: int) -> None:
-    """An error frame, then the close: a peer that does not read gets the close without the frame."""
-    with contextlib.suppress(ConnectionClosed, TimeoutError):
-        await asyncio.wait_for(ws.send(error_frame(code, detail)), LAST_WORD_TIMEOUT_S)
-    with contextlib.suppress(ConnectionClosed):
-        await ws.close(close, code)
 
 
 def _plain(status: HTTPStatus, body: str) -> Response:
@@ -187,24 +146,9 @@ class SocketServer:
         was deactivated, moved or given another role, or changed their password after it was issued.
         At the handshake the API's short user cache may answer; at re-authentication the database.
         Its session was signed out or revoked: api/security/denylist.py."""
-        users = self.resources.users
-        user = None if fresh else users.get(claims.user_id)
-        if user is None:
-            columns = [getattr(User, name) for name in AuthUser.__slots__]
-            async with self.resources.sessionmaker() as session:
-                row = (await session.execute(select(*columns).where(User.id == claims.user_id))).first()
-            user = AuthUser(*row) if row is not None else None
-            if user is not None:
-                users.put(user)
-        if (
-            user is None
-            or not user.active
-            or user.organization_id != claims.organization_id
-            or user.role != claims.role.value
-        ):
-            return TokenError("invalid_token", "the token's user is no longer active")
-        if user.password_changed_at and claims.issued_at < user.password_changed_at:
-            return TokenError("token_revoked", "the password changed after this token was issued")
+        user = await load_user(self.resources.users, self.resources.sessionmaker, claims.user_id, fresh=fresh)
+        if (refused := refusal(user, claims)) is not None:
+            return refused
         family = claims.family_id
         if family is not None and await self.resources.denylist.denied(family, fresh=fresh):
             return TokenError("token_revoked", SESSION_REVOKED)
@@ -307,63 +251,61 @@ class SocketServer:
             session.cancel()
             await self.connections.release(lease)
 
+    async def _protocol(
+        self, ws: ServerConnection, path: str, session: Session
+    ) -> tuple[Protocol, dict[str, Any]] | None:
+        """The connection's protocol, and what its `ready` frame adds; None if it cannot serve."""
+        if path != "/ws/driver":
+            return DispatchProtocol(self.ctx, ws, session.claims), {}
+        driver = await DriverProtocol.bind(self.ctx, ws, session.claims)
+        if driver is None:
+            return None
+        return driver, {"vehicle_id": driver.vehicle_id}
+
+    def _over_budget(
+        self,
+        ws: ServerConnection,
+        session: Session,
+        protocol: Protocol,
+        budget: limits.FrameBudget,
+        verdict: int,
+    ) -> bool:
+        """A frame refused by the budget: counted, and the client told (at most every so often); True
+        if it is a flood and the connection is being closed."""
+        flood = verdict == limits.FLOOD
+        self.ctx.metrics.refused.labels("flood" if flood else "rate_limited").inc()
+        if flood:
+            session.end(ws, "flood", "too many frames over the rate limit", CLOSE_FLOOD)
+        elif verdict == limits.REFUSED:
+            protocol.send(
+                error_frame(
+                    "rate_limited",
+                    "frames over the rate limit are not processed: send them again later",
+                    retry_after_ms=round(budget.retry_after_s() * 1000) + 1,
+                )
+            )
+        return flood
+
     async def _serve(self, ws: ServerConnection, path: str, session: Session) -> None:
-        protocol: Protocol
-        ready: dict[str, Any] = {}
-        if path == "/ws/driver":
-            driver = await DriverProtocol.bind(self.ctx, ws, session.claims)
-            if driver is None:
-                return
-            protocol = driver
-            ready["vehicle_id"] = driver.vehicle_id
-        else:
-            protocol = DispatchProtocol(self.ctx, ws, session.claims)
+        opened = await self._protocol(ws, path, session)
+        if opened is None:
+            return
+        protocol, ready = opened
         await protocol.open()
-        clock = time.monotonic
-        budget = limits.frame_budget(self.settings, session.claims.role, clock())
+        budget = limits.frame_budget(self.settings, session.claims.role, time.monotonic())
         session.close_at_expiry(ws)
+        claims = session.claims
         try:
             protocol.send(
                 frame(
                     "ready",
-                    user_id=str(session.claims.user_id),
-                    role=session.claims.role.value,
-                    expires_at=session.claims.expires_at.isoformat(),
+                    user_id=str(claims.user_id),
+                    role=claims.role.value,
+                    expires_at=claims.expires_at.isoformat(),
                     **ready,
                 )
             )
-            async for raw in ws:
-                if session.ending is not None:
-                    break  # closing (expired, re-authentication refused, flood): nothing more is processed
-                if budget is not None and (verdict := budget.take(clock())):
-                    reason = "flood" if verdict == limits.FLOOD else "rate_limited"
-                    self.ctx.metrics.refused.labels(reason).inc()
-                    if verdict == limits.FLOOD:
-                        session.end(ws, "flood", "too many frames over the rate limit", CLOSE_FLOOD)
-                        break
-                    if verdict == limits.REFUSED:
-                        protocol.send(
-                            error_frame(
-                                "rate_limited",
-                                "frames over the rate limit are not processed: send them again later",
-                                retry_after_ms=round(budget.retry_after_s() * 1000) + 1,
-                            )
-                        )
-                    continue
-                if self.ctx.closing:
-                    continue  # shutting down: not acknowledged, so the client sends it again elsewhere
-                try:
-                    msg = parse_frame(raw)
-                    if msg["type"] == "ping":
-                        protocol.send(frame("pong", id=msg.get("id")))
-                    elif msg["type"] == "auth":
-                        answer = await self._reauthenticate(ws, session, msg)
-                        if answer is not None:
-                            protocol.send(answer)
-                    else:
-                        await protocol.handle(msg)
-                except FrameError as exc:
-                    protocol.send(error_frame(exc.code, exc.detail))
+            await self._read(ws, session, protocol, budget)
         except ConnectionClosed:
             pass
         finally:
@@ -371,6 +313,33 @@ class SocketServer:
             await protocol.close()
             if session.ending is not None:
                 await session.ending  # never raises: the close ends within its timeouts
+
+    async def _read(
+        self, ws: ServerConnection, session: Session, protocol: Protocol, budget: limits.FrameBudget | None
+    ) -> None:
+        """Every frame of the connection, until it closes or is being closed."""
+        clock = time.monotonic
+        async for raw in ws:
+            if session.ending is not None:
+                break  # closing (expired, re-authentication refused, flood): nothing more is processed
+            if budget is not None and (verdict := budget.take(clock())):
+                if self._over_budget(ws, session, protocol, budget, verdict):
+                    break
+                continue
+            if self.ctx.closing:
+                continue  # shutting down: not acknowledged, so the client sends it again elsewhere
+            try:
+                msg = parse_frame(raw)
+                if msg["type"] == "ping":
+                    protocol.send(frame("pong", id=msg.get("id")))
+                elif msg["type"] == "auth":
+                    answer = await self._reauthenticate(ws, session, msg)
+                    if answer is not None:
+                        protocol.send(answer)
+                else:
+                    await protocol.handle(msg)
+            except FrameError as exc:
+                protocol.send(error_frame(exc.code, exc.detail))
 
     def _metrics_request(self, connection: ServerConnection, request: Request) -> Response:  # noqa: ARG002
         path = request.path.split("?", 1)[0]

@@ -91,10 +91,7 @@ async def create(
         result = await service.create_delivery(
             body, user, session, client, resources.settings, idempotency_key
         )
-    response.headers["Location"] = f"/api/v1/deliveries/{result.state.delivery_id}"
-    if not result.created:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
+    service.answer_created(response, result)
     return delivery_out(result.state)
 
 

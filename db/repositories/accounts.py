@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,12 +43,28 @@ async def find_login(session: AsyncSession, email: str) -> User | None:
     return result.scalar_one_or_none()
 
 
+async def user_by_id(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    """Any organization's user: for callers that check the organization themselves (tokens name it)."""
+    return await session.get(User, user_id)
+
+
+async def user_fields(
+    session: AsyncSession, user_id: uuid.UUID, names: Sequence[str]
+) -> tuple[Any, ...] | None:
+    """The columns `names` of one user (one narrow query: authentication runs it per uncached user)."""
+    columns = [getattr(User, name) for name in names]
+    row = (await session.execute(select(*columns).where(User.id == user_id))).first()
+    return tuple(row) if row is not None else None
+
+
 class RefreshTokenRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, token: RefreshToken) -> None:
-        self.session.add(token)
+    async def add(
+        self, jti: uuid.UUID, user_id: uuid.UUID, family_id: uuid.UUID, expires_at: datetime
+    ) -> None:
+        self.session.add(RefreshToken(id=jti, user_id=user_id, family_id=family_id, expires_at=expires_at))
         await self.session.flush()
 
     async def get(self, jti: uuid.UUID) -> RefreshToken | None:

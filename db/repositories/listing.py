@@ -1,5 +1,6 @@
-"""One cursor page of rows of any `select(Model)` whose model has a time-ordered `id`: the rows after
-`after`, in id order, one more than `limit` (the extra row only says whether a next page exists)."""
+"""A page of rows of any `select(Model)` whose model has a time-ordered `id`: at most `limit` rows
+after `after`, in id order. Callers that page for the API ask for one row more than they show (the
+extra row only says whether a next page exists), as with OrgScopedRepository.list."""
 
 from __future__ import annotations
 
@@ -15,4 +16,4 @@ async def page_rows(
 ) -> list[Any]:
     if after is not None:
         stmt = stmt.where(model.id > after)
-    return list(await session.scalars(stmt.order_by(model.id).limit(limit + 1)))
+    return list(await session.scalars(stmt.order_by(model.id).limit(limit)))
