@@ -19,20 +19,16 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
-
 from api.resources import Resources
 from api.sockets.counts import TrackingStats
 from api.sockets.position_json import VehicleRef
-from db.models import Depot, RouteRow
+from api.sockets.workflow_signals import report_eta, signal_arrived
+from db.repositories.sockets_tracking import depot_points, open_routes
 from domain import channels
 from domain.delivery import ArrivalSignal
 from domain.delivery import Position as DeliveryPosition
 from domain.positions import DwellDetector, Fence, Fix, eta_from, fence_events, fences_containing
 from domain.routes import EtaReport, RouteState, StopStatus, estimate_etas
-from plumbing.codec import from_jsonable
-from workflows.delivery import DeliveryWorkflow, delivery_workflow_id
-from workflows.route import RouteWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +167,7 @@ class Tracker:
         sig = ArrivalSignal(str(ref.vehicle_id), fix.recorded_at, DeliveryPosition(fix.lat, fix.lon))
 
         async def send() -> None:
-            client = await self.r.temporal.get()
-            handle = client.get_workflow_handle_for(DeliveryWorkflow.run, delivery_workflow_id(delivery_id))
-            await handle.signal(DeliveryWorkflow.arrived, sig)
+            await signal_arrived(await self.r.temporal.get(), delivery_id, sig)
 
         self._background(send(), f"arrived signal for {delivery_id}")
 
@@ -206,10 +200,7 @@ class Tracker:
         report = EtaReport(nxt.key, eta, fix.recorded_at)
 
         async def send() -> None:
-            client = await self.r.temporal.get()
-            await client.get_workflow_handle_for(RouteWorkflow.run, route.route_id).signal(
-                RouteWorkflow.report_eta, report
-            )
+            await report_eta(await self.r.temporal.get(), route.route_id, report)
 
         self._background(send(), f"ETA for route {route.route_id}")
 
@@ -237,25 +228,14 @@ class Tracker:
         if not vehicle_ids:
             return {}
         async with self.r.sessionmaker() as session:
-            rows = (
-                await session.execute(
-                    select(RouteRow.vehicle_id, RouteRow.state)
-                    .where(RouteRow.vehicle_id.in_(vehicle_ids), RouteRow.status != "completed")
-                    .order_by(RouteRow.shift.desc(), RouteRow.updated_at.desc())
-                )
-            ).all()
-        routes: dict[UUID, RouteState] = {}
-        for vehicle_id, state in rows:
-            if vehicle_id not in routes:  # the first is the latest
-                routes[vehicle_id] = from_jsonable(RouteState, state)
-        return routes
+            return await open_routes(session, vehicle_ids)
 
     async def _fences(self, org: UUID) -> list[Fence]:
         cached = self._depots.get(org)
         if cached is not None and time.monotonic() - cached[0] < DEPOT_TTL_S:
             return cached[1]
         async with self.r.sessionmaker() as session:
-            depots = (await session.scalars(select(Depot).where(Depot.organization_id == org))).all()
-        fences = [Fence(str(d.id), d.lat, d.lon, self.depot_radius_m) for d in depots]
+            depots = await depot_points(session, org)
+        fences = [Fence(str(ident), lat, lon, self.depot_radius_m) for ident, lat, lon in depots]
         self._depots[org] = (time.monotonic(), fences)
         return fences

@@ -8,7 +8,6 @@ import socket
 import uuid
 from typing import Any
 
-from sqlalchemy import select
 from websockets.asyncio.server import ServerConnection
 
 from api.http.nul import storable
@@ -16,7 +15,12 @@ from api.security.tokens import TokenClaims
 from api.sockets.context import Context
 from api.sockets.fanout import Listener
 from api.sockets.frames import FrameError, frame
-from db.models import DeliveryRow, RouteRow, Vehicle
+from db.repositories.sockets_subscriptions import (
+    Followed,
+    followed_delivery,
+    followed_route,
+    followed_vehicle,
+)
 
 TOPICS = ("fleet", "vehicle", "delivery", "route")
 # Caps the kernel's send buffer for a dispatcher (autotuning lets it grow to 4 MiB): what does not fit
@@ -91,31 +95,10 @@ class DispatchProtocol:
 
     async def _subscribe(self, topic: str, ident: str) -> None:
         """Only the organization's own entities: anything else is reported as not found."""
-        found: Any = None
-        async with self.ctx.resources.sessionmaker() as session:
-            if topic == "route":
-                found = (
-                    await session.execute(
-                        select(RouteRow.vehicle_id).where(
-                            RouteRow.id == ident, RouteRow.organization_id == self.org
-                        )
-                    )
-                ).first()
-            else:
-                try:
-                    key = uuid.UUID(ident)
-                except ValueError:
-                    raise FrameError("not_found", f"no {topic} {ident}") from None
-                model = Vehicle if topic == "vehicle" else DeliveryRow
-                column = Vehicle.id if topic == "vehicle" else DeliveryRow.vehicle_id
-                found = (
-                    await session.execute(
-                        select(column).where(model.id == key, model.organization_id == self.org)
-                    )
-                ).first()
+        found = await self._find(topic, ident)
         if found is None:
             raise FrameError("not_found", f"no {topic} {ident} in your organization")
-        vehicle = str(found[0]) if found[0] is not None else None
+        vehicle = str(found.vehicle_id) if found.vehicle_id is not None else None
         if topic == "vehicle":
             self.listener.vehicles.add(ident)
         elif topic == "delivery":
@@ -123,3 +106,16 @@ class DispatchProtocol:
         else:
             assert vehicle is not None
             self.listener.routes[ident] = vehicle
+
+    async def _find(self, topic: str, ident: str) -> Followed | None:
+        sessionmaker = self.ctx.resources.sessionmaker
+        if topic == "route":
+            async with sessionmaker() as session:
+                return await followed_route(session, self.org, ident)
+        try:
+            key = uuid.UUID(ident)
+        except ValueError:
+            raise FrameError("not_found", f"no {topic} {ident}") from None
+        lookup = followed_vehicle if topic == "vehicle" else followed_delivery
+        async with sessionmaker() as session:
+            return await lookup(session, self.org, key)

@@ -8,7 +8,6 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
 from websockets.asyncio.server import ServerConnection
 
 from api.security.tokens import TokenClaims
@@ -16,7 +15,7 @@ from api.sockets.context import Context
 from api.sockets.fanout import Listener
 from api.sockets.frames import CLOSE_NO_VEHICLE, FrameError, error_frame
 from api.sockets.position_json import VehicleRef
-from db.models import Driver, User
+from db.repositories.vehicle_bindings import driver_binding
 from domain.positions import Fix
 
 MAX_BATCH = 1000
@@ -91,22 +90,12 @@ class DriverProtocol:
     @classmethod
     async def bind(cls, ctx: Context, ws: ServerConnection, claims: TokenClaims) -> DriverProtocol | None:
         async with ctx.resources.sessionmaker() as session:
-            row = (
-                await session.execute(
-                    select(Driver.id, Driver.vehicle_id, User.active)
-                    .join(User, User.id == Driver.user_id)
-                    .where(
-                        Driver.user_id == claims.user_id,
-                        Driver.organization_id == claims.organization_id,
-                        Driver.active.is_(True),
-                    )
-                )
-            ).first()
-        if row is None or row.vehicle_id is None or not row.active:
+            bound = await driver_binding(session, claims.organization_id, claims.user_id)
+        if bound is None or bound.vehicle_id is None or not bound.user_active:
             await ws.send(error_frame("no_vehicle", "this driver has no vehicle to report positions for"))
             await ws.close(CLOSE_NO_VEHICLE, "no vehicle")
             return None
-        return cls(ctx, ws, VehicleRef(claims.organization_id, row.vehicle_id, row.id))
+        return cls(ctx, ws, VehicleRef(claims.organization_id, bound.vehicle_id, bound.driver_id))
 
     def send(self, text: str) -> None:
         assert self.listener is not None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import (
@@ -48,6 +48,43 @@ BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 FANOUT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 
+# What `# HELP` says of each metric SocketMetrics declares.
+HELP = {
+    "waybill_position_ingest_seconds": (
+        "From the first frame of a history batch to the acknowledgement of all its positions (stored in "
+        "history), one observation per batch"
+    ),
+    "waybill_history_flush_seconds": (
+        "Duration of one successful write of a batch of positions to the history store"
+    ),
+    "waybill_history_batch_size": "Positions per history write",
+    "waybill_history_write_failures_total": "History writes that failed (each is retried until it succeeds)",
+    "waybill_fanout_seconds": (
+        "Time to hand one bus message to the outboxes of every interested client on this replica"
+    ),
+    "waybill_subscriber_drops_total": (
+        "Positions a slow client never received: older positions of a vehicle replaced by its newest"
+    ),
+    "waybill_socket_refused_total": (
+        "Socket frames and connections refused by a limit: rate_limited (a frame over the frame rate), "
+        "flood (a connection closed 4420), too_many_connections (closed 4409)"
+    ),
+    "waybill_subscriber_disconnects_total": "Clients disconnected (4429) for falling too far behind",
+    "waybill_dependency_up": (
+        "1 if the dependency answered the last check (started by a scrape, at most every "
+        f"{DEPENDENCY_CHECK_S:g} s), else 0"
+    ),
+}
+
+
+def _histogram(registry: CollectorRegistry, name: str, buckets: tuple[float, ...]) -> Histogram:
+    return Histogram(name, HELP[name], registry=registry, buckets=buckets)
+
+
+def _counter(registry: CollectorRegistry, name: str, labels: Sequence[str] = ()) -> Counter:
+    return Counter(name, HELP[name], labels, registry=registry)
+
+
 class IngestCounts(Protocol):
     """What the collector reads of the ingest pipeline (api/sockets/ingest.py `Ingest`)."""
 
@@ -73,72 +110,24 @@ class SocketMetrics:
         self.registry = registry = registry or CollectorRegistry()
         add_process_collectors(registry, engine)
         self.endpoints = {name: EndpointCounts() for name in ENDPOINTS}
-        self._add_history_metrics(registry)
-        self._add_client_metrics(registry)
+        r = registry
+        self.ingest_seconds = _histogram(r, "waybill_position_ingest_seconds", LATENCY_BUCKETS)
+        self.history_flush_seconds = _histogram(r, "waybill_history_flush_seconds", WRITE_BUCKETS)
+        self.history_batch_size = _histogram(r, "waybill_history_batch_size", BATCH_BUCKETS)
+        self.history_failures = _counter(r, "waybill_history_write_failures_total")
+        self.fanout_seconds = _histogram(r, "waybill_fanout_seconds", FANOUT_BUCKETS)
+        self.subscriber_drops = _counter(r, "waybill_subscriber_drops_total")
+        self.refused = _counter(r, "waybill_socket_refused_total", ["reason"])
+        for reason in ("rate_limited", "flood", "too_many_connections"):
+            self.refused.labels(reason)
+        self.subscriber_disconnects = _counter(r, "waybill_subscriber_disconnects_total")
         self.dependency_up = Gauge(
-            "waybill_dependency_up",
-            "1 if the dependency answered the last check (started by a scrape, at most every "
-            f"{DEPENDENCY_CHECK_S:g} s), else 0",
-            ["dependency"],
-            registry=registry,
+            "waybill_dependency_up", HELP["waybill_dependency_up"], ["dependency"], registry=r
         )
         self._resources: Resources | None = None
         self._checked_at = -1e9
         self._check: asyncio.Task[None] | None = None
         self._stopped = False
-
-    def _add_history_metrics(self, registry: CollectorRegistry) -> None:
-        self.ingest_seconds = Histogram(
-            "waybill_position_ingest_seconds",
-            "From the first frame of a history batch to the acknowledgement of all its positions "
-            "(stored in history), one observation per batch",
-            registry=registry,
-            buckets=LATENCY_BUCKETS,
-        )
-        self.history_flush_seconds = Histogram(
-            "waybill_history_flush_seconds",
-            "Duration of one successful write of a batch of positions to the history store",
-            registry=registry,
-            buckets=WRITE_BUCKETS,
-        )
-        self.history_batch_size = Histogram(
-            "waybill_history_batch_size",
-            "Positions per history write",
-            registry=registry,
-            buckets=BATCH_BUCKETS,
-        )
-        self.history_failures = Counter(
-            "waybill_history_write_failures_total",
-            "History writes that failed (each is retried until it succeeds)",
-            registry=registry,
-        )
-
-    def _add_client_metrics(self, registry: CollectorRegistry) -> None:
-        self.fanout_seconds = Histogram(
-            "waybill_fanout_seconds",
-            "Time to hand one bus message to the outboxes of every interested client on this replica",
-            registry=registry,
-            buckets=FANOUT_BUCKETS,
-        )
-        self.subscriber_drops = Counter(
-            "waybill_subscriber_drops_total",
-            "Positions a slow client never received: older positions of a vehicle replaced by its newest",
-            registry=registry,
-        )
-        self.refused = Counter(
-            "waybill_socket_refused_total",
-            "Socket frames and connections refused by a limit: rate_limited (a frame over the frame "
-            "rate), flood (a connection closed 4420), too_many_connections (closed 4409)",
-            ["reason"],
-            registry=registry,
-        )
-        for reason in ("rate_limited", "flood", "too_many_connections"):
-            self.refused.labels(reason)
-        self.subscriber_disconnects = Counter(
-            "waybill_subscriber_disconnects_total",
-            "Clients disconnected (4429) for falling too far behind",
-            registry=registry,
-        )
 
     def bind(self, resources: Resources, ingest: IngestCounts, tracker: TrackerCounts) -> None:
         """Read the pipeline's own counts at scrape time, and check these resources' dependencies."""
