@@ -67,6 +67,13 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
     if resources is not None:
         app.state.resources = resources
     install_error_handlers(app)
+    _add_middleware(app, settings)
+    _add_routes(app)
+    return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """Each one added wraps those added before it: the last added runs first."""
     app.add_middleware(NulGuard)  # innermost: its 422 gets the security headers, rate limits apply
     app.add_middleware(
         IpRateLimitMiddleware, limit=settings.rate_limit_ip, window_s=settings.rate_limit_window_seconds
@@ -88,6 +95,9 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
             allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
+
+
+def _add_routes(app: FastAPI) -> None:
     # The routers' routes go into the app's router as they are (each router's prefix is the full
     # path) rather than through include_router: since FastAPI 0.137 every request walks the tree of
     # included routers (a version check per router, a matching layer per level), which cost about
@@ -113,4 +123,3 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         analytics,
     ):
         app.router.routes.extend(module.router.routes)
-    return app

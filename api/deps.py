@@ -21,7 +21,7 @@ from api.security.denylist import SESSION_REVOKED
 from api.security.rate_limit import enforce
 from api.security.token_user import load_user, refusal
 from api.security.tokens import TokenError, TokenType
-from domain.roles import Role
+from domain.roles import ALL_ROLES, FLEET_WRITERS, Role
 from plumbing.log_context import bind
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/auth/login")
@@ -146,3 +146,12 @@ def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, CurrentUser
         return user
 
     return _check
+
+
+# Who may call an endpoint, by role; one dependency each, shared by the routers.
+Reader = Annotated[CurrentUser, Depends(require_roles(*ALL_ROLES))]
+Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
+Staff = Annotated[CurrentUser, Depends(require_roles(Role.ADMIN, Role.DISPATCHER, Role.VIEWER))]
+Admin = Annotated[CurrentUser, Depends(require_roles(Role.ADMIN))]
+DriverOnly = Annotated[CurrentUser, Depends(require_roles(Role.DRIVER))]
+DriverOrStaff = Annotated[CurrentUser, Depends(require_roles(Role.DRIVER, *FLEET_WRITERS))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -120,70 +121,80 @@ _STATUS_CODES = {
 }
 
 
+async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+    return problem_response(request, exc.status, exc.code, exc.detail, exc.title, exc.headers, **exc.extra)
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = _validation_errors(exc)
+    first = errors[0] if errors else {"location": [], "message": "invalid request"}
+    where = ".".join(first["location"])
+    detail = f"{where}: {first['message']}" if where else str(first["message"])
+    return problem_response(request, 422, "validation_error", detail, errors=errors)
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if (unparsable := _unparsable_json(exc)) is not None:
+        return await _invalid(request, unparsable)
+    code = _STATUS_CODES.get(exc.status_code, "http_error")
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route matches {request.method} {request.url.path}"
+    return problem_response(request, exc.status_code, code, detail, headers=getattr(exc, "headers", None))
+
+
+async def _temporal(request: Request, exc: RPCError) -> JSONResponse:
+    # Temporal out of reach (or overloaded) anywhere in a request: retryable, never a 500.
+    if exc.status not in _TEMPORAL_RETRYABLE:
+        return await _unexpected(request, exc)
+    log.warning("temporal unavailable", extra={"path": request.url.path, "status": exc.status.name})
+    problem = temporal_unavailable()
+    return problem_response(request, problem.status, problem.code, problem.detail, headers=problem.headers)
+
+
+async def _database(request: Request, exc: Exception) -> JSONResponse:
+    # The database is down, restarting or its pool is exhausted: retryable, never a 500.
+    log.warning("database unavailable", extra={"path": request.url.path, "error": type(exc).__name__})
+    return problem_response(
+        request,
+        503,
+        "database_unavailable",
+        "the database is not reachable; retry shortly",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _temporal_timeout(request: Request, exc: RPCTimeoutOrCancelledError) -> JSONResponse:  # noqa: ARG001
+    return problem_response(
+        request,
+        504,
+        "temporal_timeout",
+        "the workflow service did not answer in time; the outcome is not known: "
+        "read the resource before retrying",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # noqa: ARG001
+    log.exception("unhandled error", extra={"path": request.url.path, "method": request.method})
+    return problem_response(
+        request, 500, "internal_error", "an unexpected error occurred; it has been logged"
+    )
+
+
+_HANDLERS: list[tuple[type[Exception], Callable[[Request, Any], Awaitable[JSONResponse]]]] = [
+    (ProblemError, _problem),
+    (RequestValidationError, _invalid),
+    (StarletteHTTPException, _http),
+    (RPCError, _temporal),
+    (OperationalError, _database),
+    (InterfaceError, _database),
+    (PoolTimeout, _database),
+    (RPCTimeoutOrCancelledError, _temporal_timeout),
+    (Exception, _unexpected),
+]
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ProblemError)
-    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(
-            request, exc.status, exc.code, exc.detail, exc.title, exc.headers, **exc.extra
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _validation_errors(exc)
-        first = errors[0] if errors else {"location": [], "message": "invalid request"}
-        where = ".".join(first["location"])
-        detail = f"{where}: {first['message']}" if where else str(first["message"])
-        return problem_response(request, 422, "validation_error", detail, errors=errors)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if (unparsable := _unparsable_json(exc)) is not None:
-            return await _invalid(request, unparsable)
-        code = _STATUS_CODES.get(exc.status_code, "http_error")
-        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        if exc.status_code == 404 and detail == "Not Found":
-            detail = f"no route matches {request.method} {request.url.path}"
-        return problem_response(request, exc.status_code, code, detail, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(RPCError)
-    async def _temporal(request: Request, exc: RPCError) -> JSONResponse:
-        # Temporal out of reach (or overloaded) anywhere in a request: retryable, never a 500.
-        if exc.status not in _TEMPORAL_RETRYABLE:
-            return await _unexpected(request, exc)
-        log.warning("temporal unavailable", extra={"path": request.url.path, "status": exc.status.name})
-        problem = temporal_unavailable()
-        return problem_response(
-            request, problem.status, problem.code, problem.detail, headers=problem.headers
-        )
-
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(InterfaceError)
-    @app.exception_handler(PoolTimeout)
-    async def _database(request: Request, exc: Exception) -> JSONResponse:
-        # The database is down, restarting or its pool is exhausted: retryable, never a 500.
-        log.warning("database unavailable", extra={"path": request.url.path, "error": type(exc).__name__})
-        return problem_response(
-            request,
-            503,
-            "database_unavailable",
-            "the database is not reachable; retry shortly",
-            headers={"Retry-After": "5"},
-        )
-
-    @app.exception_handler(RPCTimeoutOrCancelledError)
-    async def _temporal_timeout(request: Request, exc: RPCTimeoutOrCancelledError) -> JSONResponse:  # noqa: ARG001
-        return problem_response(
-            request,
-            504,
-            "temporal_timeout",
-            "the workflow service did not answer in time; the outcome is not known: "
-            "read the resource before retrying",
-            headers={"Retry-After": "5"},
-        )
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # noqa: ARG001
-        log.exception("unhandled error", extra={"path": request.url.path, "method": request.method})
-        return problem_response(
-            request, 500, "internal_error", "an unexpected error occurred; it has been logged"
-        )
+    for exc_class, handler in _HANDLERS:
+        app.add_exception_handler(exc_class, handler)

@@ -37,9 +37,20 @@ class Coordinates(Input):
 
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# A stop's address and the person to reach there, as deliveries and orders take them.
+ContactName = Annotated[str, StringConstraints(max_length=200)]
+ContactPhone = Annotated[str, StringConstraints(max_length=40)]
+ContactEmail = Annotated[str, StringConstraints(max_length=320)]
 Skill = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_\-]*$")]
 Skills = Annotated[list[Skill], Field(max_length=50)]
 Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 \-()]{5,30}$")]
 Email = Annotated[
     str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", to_lower=True)
 ]
+
+
+class Place(Input):
+    """An address and where it is (the base of a delivery's stop and an order's shipping address)."""
+
+    address: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    location: Coordinates

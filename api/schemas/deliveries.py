@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, field_validator
 
-from api.schemas.common import Coordinates, Input, Skills
+from api.schemas.common import ContactEmail, ContactName, ContactPhone, Coordinates, Input, Place, Skills
 from domain.delivery import (
     AttemptPolicy,
     Contact,
@@ -32,14 +32,12 @@ class WindowIn(Input):
 
 
 class ContactIn(Input):
-    name: Annotated[str, StringConstraints(max_length=200)] = ""
-    phone: Annotated[str, StringConstraints(max_length=40)] = ""
-    email: Annotated[str, StringConstraints(max_length=320)] = ""
+    name: ContactName = ""
+    phone: ContactPhone = ""
+    email: ContactEmail = ""
 
 
-class StopIn(Input):
-    address: Annotated[str, StringConstraints(min_length=1, max_length=500)]
-    location: Coordinates
+class StopIn(Place):
     windows: Annotated[list[WindowIn], Field(max_length=10)] = Field(default_factory=list)
     service_minutes: float = Field(default=0, ge=0, le=24 * 60, allow_inf_nan=False)
     contact: ContactIn = Field(default_factory=ContactIn)

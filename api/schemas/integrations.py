@@ -6,10 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
-from api.schemas.common import Coordinates, Input, Name, Output
-from api.schemas.deliveries import DeliveryOut
+from api.schemas.common import (
+    ContactEmail,
+    ContactName,
+    ContactPhone,
+    Input,
+    Name,
+    Output,
+    Place,
+)
+from api.schemas.deliveries import DeliveryOut, WindowIn
 
 Text = Annotated[str, StringConstraints(max_length=1000)]
 
@@ -32,19 +40,17 @@ class ApiKeyCreated(ApiKeyOut):
 
 
 class OrderCustomer(Input):
-    name: Annotated[str, StringConstraints(max_length=200)] = ""
-    email: Annotated[str, StringConstraints(max_length=320)] = ""
-    phone: Annotated[str, StringConstraints(max_length=40)] = ""
+    name: ContactName = ""
+    email: ContactEmail = ""
+    phone: ContactPhone = ""
 
 
-class OrderAddress(Input):
-    address: Annotated[str, StringConstraints(min_length=1, max_length=500)]
-    location: Coordinates
+class OrderAddress(Place):
+    pass
 
 
-class OrderWindow(Input):
-    start: AwareDatetime
-    end: AwareDatetime
+class OrderWindow(WindowIn):
+    pass
 
 
 class OrderItem(Input):

@@ -1,6 +1,6 @@
 """PNG charts of stored analytics (matplotlib's Agg canvas, no pyplot state: safe on a thread).
 
-Rendering is CPU work: the router runs these in the thread pool, never on the event loop.
+Rendering is CPU work: api/services/analytics.py runs these in the thread pool, never on the event loop.
 """
 
 from __future__ import annotations

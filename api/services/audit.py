@@ -79,6 +79,18 @@ def audit_by(
     )
 
 
+def audit_user(
+    session: AsyncSession,
+    request: Request | None,
+    by: CurrentUser,
+    action: str,
+    user_id: uuid.UUID,
+    **details: Any,
+) -> AuditEvent:
+    """An event an authenticated user caused on a user's account (their own or another's)."""
+    return audit_by(session, request, by, action, target_type="user", target_id=user_id, **details)
+
+
 async def audit_page(
     session: AsyncSession,
     organization_id: uuid.UUID,

@@ -6,6 +6,7 @@ import logging
 import uuid
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +17,7 @@ from api.resources import Resources
 from api.schemas.auth import MeOut, TokenPair
 from api.security.passwords import hash_password, verify_password
 from api.security.tokens import TokenClaims, TokenError, TokenService, TokenType
-from api.services.audit import AuditAction, audit, audit_by
+from api.services.audit import AuditAction, audit, audit_user
 from db.models import User
 from db.repositories.accounts import OrganizationRepository, RefreshTokenRepository, find_login, user_by_id
 from db.repositories.fleet import DriverRepository
@@ -75,6 +76,26 @@ def _audit_own(
     )
 
 
+def _audit_refused(
+    session: AsyncSession,
+    request: Request,
+    action: str,
+    owner: User | None,
+    user_id: uuid.UUID | None,
+    **details: Any,
+) -> None:
+    """A refused attempt on a user's account, in the account owner's organization if there is one."""
+    audit(
+        session,
+        request,
+        action,
+        organization_id=owner.organization_id if owner else None,
+        target_type="user",
+        target_id=user_id,
+        **details,
+    )
+
+
 async def login(
     session: AsyncSession, request: Request, tokens: TokenService, email: str, password: str
 ) -> TokenPair:
@@ -83,14 +104,8 @@ async def login(
     if user is None or not ok or not user.active:
         reason = "unknown_email" if user is None else ("bad_password" if not ok else "inactive")
         log.info("login failed", extra={"reason": reason})
-        audit(
-            session,
-            request,
-            AuditAction.LOGIN_FAILED,
-            organization_id=user.organization_id if user else None,
-            target_type="user",
-            target_id=user.id if user else None,
-            reason=reason,
+        _audit_refused(
+            session, request, AuditAction.LOGIN_FAILED, user, user.id if user else None, reason=reason
         )
         await session.commit()
         raise ProblemError(401, "invalid_credentials", "the e-mail or password is wrong")
@@ -130,14 +145,8 @@ async def _refused_refresh(
         return refresh_failed("token_revoked", "this refresh token is no longer valid; sign in again")
     await repo.revoke_family(stored.family_id, now)
     owner = await user_by_id(session, stored.user_id)
-    audit(
-        session,
-        request,
-        AuditAction.REFRESH_REUSED,
-        organization_id=owner.organization_id if owner else None,
-        target_type="user",
-        target_id=stored.user_id,
-        family_id=str(stored.family_id),
+    _audit_refused(
+        session, request, AuditAction.REFRESH_REUSED, owner, stored.user_id, family_id=str(stored.family_id)
     )
     await session.commit()
     log.warning(
@@ -190,7 +199,7 @@ async def change_password(
     row.password_hash = hash_password(new)
     row.password_changed_at = now  # tokens carry iat to the millisecond: those issued before are void
     await RefreshTokenRepository(session).revoke_user(user.id, now)
-    audit_by(session, request, user, AuditAction.PASSWORD_CHANGED, target_type="user", target_id=user.id)
+    audit_user(session, request, user, AuditAction.PASSWORD_CHANGED, user.id)
     await session.commit()
     resources.users.drop(user.id)
 

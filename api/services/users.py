@@ -15,7 +15,7 @@ from api.http.pagination import Page, PageParams, make_page
 from api.resources import Resources
 from api.schemas.users import UserCreate, UserOut
 from api.security.passwords import hash_password
-from api.services.audit import AuditAction, audit_by
+from api.services.audit import AuditAction, audit_user
 from api.services.crud import fetch
 from db.models import User
 from db.repositories.accounts import RefreshTokenRepository, UserRepository, find_login
@@ -46,15 +46,7 @@ async def create_user(
         email=body.email, name=body.name, role=body.role.value, password_hash=hash_password(body.password)
     )
     await repo.add(new)
-    audit_by(
-        session,
-        request,
-        caller,
-        AuditAction.USER_CREATED,
-        target_type="user",
-        target_id=new.id,
-        role=new.role,
-    )
+    audit_user(session, request, caller, AuditAction.USER_CREATED, new.id, role=new.role)
     await session.commit()
     return UserOut.model_validate(new)
 
@@ -75,13 +67,12 @@ async def update_user(
     if update.get("name") is not None:
         target.name = update["name"]
     if role is not None and role.value != target.role:
-        audit_by(
+        audit_user(
             session,
             request,
             caller,
             AuditAction.ROLE_CHANGED,
-            target_type="user",
-            target_id=target.id,
+            target.id,
             previous=target.role,
             role=role.value,
         )
@@ -89,7 +80,7 @@ async def update_user(
     if active is not None and active != target.active:
         target.active = active
         action = AuditAction.USER_REACTIVATED if active else AuditAction.USER_DEACTIVATED
-        audit_by(session, request, caller, action, target_type="user", target_id=target.id)
+        audit_user(session, request, caller, action, target.id)
         if not active:  # sessions end now; access tokens within the user cache's few seconds
             await RefreshTokenRepository(session).revoke_user(target.id, datetime.now(UTC))
     await session.commit()

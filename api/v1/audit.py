@@ -5,17 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from api.deps import CurrentUser, SessionDep, require_roles
+from api.deps import Admin, SessionDep
 from api.http.pagination import Page, PageDep
 from api.schemas.users import AuditEventOut
 from api.services.audit import audit_page
 from api.v1 import PREFIX
-from domain.roles import Role
 
 router = APIRouter(prefix=f"{PREFIX}/audit", tags=["audit"])
-Admin = Annotated[CurrentUser, Depends(require_roles(Role.ADMIN))]
 Action = Annotated[str | None, Query(max_length=64, description="Only this action, e.g. login_failed")]
 
 

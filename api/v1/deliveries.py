@@ -8,17 +8,20 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Header, Path, Query, Request, Response, UploadFile
 from pydantic import ValidationError
 
 from api.deps import (
     Backends,
     BackendsDep,
     CurrentUser,
+    DriverOnly,
+    DriverOrStaff,
+    Reader,
     ResourcesDep,
     SessionDep,
     TemporalDep,
-    require_roles,
+    Writer,
     temporal_client,
 )
 from api.errors import ProblemError
@@ -57,14 +60,10 @@ from domain.delivery import (
     RescheduleRequest,
     TimeWindow,
 )
-from domain.roles import ALL_ROLES, FLEET_WRITERS, Role
+from domain.roles import Role
 from workflows.delivery import DeliveryWorkflow
 
 router = APIRouter(prefix=f"{PREFIX}/deliveries", tags=["deliveries"])
-Reader = Annotated[CurrentUser, Depends(require_roles(*ALL_ROLES))]
-Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
-DriverOrStaff = Annotated[CurrentUser, Depends(require_roles(Role.DRIVER, *FLEET_WRITERS))]
-DriverOnly = Annotated[CurrentUser, Depends(require_roles(Role.DRIVER))]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
 

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
+from api.deps import Reader, ResourcesDep, SessionDep, TemporalDep, Writer
 from api.schemas.routing import DispatchConfig, DispatchOut
 from api.services import dispatch as service
 from api.v1 import PREFIX
-from domain.roles import ALL_ROLES, FLEET_WRITERS
 
 router = APIRouter(prefix=PREFIX + "/depots/{depot_id}/dispatch", tags=["routing"])
-Reader = Annotated[CurrentUser, Depends(require_roles(*ALL_ROLES))]
-Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
 
 
 @router.put("", response_model=DispatchOut)

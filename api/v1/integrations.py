@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response, UploadFile
 
-from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
+from api.deps import Admin, CurrentUser, ResourcesDep, SessionDep, TemporalDep, Writer
 from api.schemas.deliveries import delivery_out
 from api.schemas.integrations import (
     ApiKeyCreate,
@@ -21,11 +21,8 @@ from api.services import integrations as service
 from api.services.deliveries import answer_created, create_delivery
 from api.services.delivery_import import import_upload
 from api.v1 import PREFIX
-from domain.roles import FLEET_WRITERS, Role
 
 router = APIRouter(prefix=f"{PREFIX}/integrations", tags=["integrations"])
-Admin = Annotated[CurrentUser, Depends(require_roles(Role.ADMIN))]
-Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
 
 
 async def api_key_caller(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from api.deps import CurrentUser, SessionDep, require_roles
+from api.deps import Admin, Reader, SessionDep, Writer
 from api.http.pagination import Page, PageDep
 from api.schemas.notifications import (
     DeliveryPrefsIn,
@@ -18,12 +18,8 @@ from api.schemas.notifications import (
 )
 from api.services import notifications as service
 from api.v1 import PREFIX
-from domain.roles import ALL_ROLES, FLEET_WRITERS, Role
 
 router = APIRouter(prefix=f"{PREFIX}/notifications", tags=["notifications"])
-Reader = Annotated[CurrentUser, Depends(require_roles(*ALL_ROLES))]
-Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
-Admin = Annotated[CurrentUser, Depends(require_roles(Role.ADMIN))]
 
 
 @router.get("", response_model=Page[NotificationOut], summary="The caller's in-app notifications")

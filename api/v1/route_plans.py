@@ -5,19 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 
-from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
+from api.deps import Reader, ResourcesDep, SessionDep, TemporalDep, Writer
 from api.http.pagination import Page, PageDep
 from api.schemas.routing import RoutePlanCreate, RoutePlanOut, plan_out
 from api.services import route_plans as service
 from api.v1 import PREFIX
-from domain.roles import ALL_ROLES, FLEET_WRITERS
 from domain.route_plans import PlanStatus
 
 router = APIRouter(prefix=f"{PREFIX}/route-plans", tags=["routing"])
-Reader = Annotated[CurrentUser, Depends(require_roles(*ALL_ROLES))]
-Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
 

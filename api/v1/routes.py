@@ -7,18 +7,21 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
+from api.deps import (
+    DriverOnly,
+    Reader,
+    ResourcesDep,
+    SessionDep,
+    TemporalDep,
+    Writer,
+)
 from api.schemas.routing import ResequenceIn, RouteOut, route_out
 from api.services import routes as service
 from api.v1 import PREFIX
-from domain.roles import ALL_ROLES, FLEET_WRITERS, Role
 
 router = APIRouter(prefix=f"{PREFIX}/routes", tags=["routing"])
-Reader = Annotated[CurrentUser, Depends(require_roles(*ALL_ROLES))]
-Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
-DriverOnly = Annotated[CurrentUser, Depends(require_roles(Role.DRIVER))]
 
 
 @router.get("", response_model=list[RouteOut])

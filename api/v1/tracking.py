@@ -2,17 +2,19 @@
 customer tracking links (docs/api.md "Live tracking").
 
 Registered before the vehicles router, so `/vehicles/nearby` is not taken for a vehicle id.
+Positions reveal where every driver is: staff only. Drivers follow their own deliveries.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
-from api.deps import CurrentUser, ResourcesDep, SessionDep, require_roles
+from api.deps import Reader, ResourcesDep, SessionDep, Staff, Writer
 from api.errors import PROBLEM_JSON
 from api.schemas.common import Coordinates
 from api.schemas.tracking import (
@@ -30,14 +32,8 @@ from api.services.deliveries import own_row
 from api.services.live_tracking import delivery_tracking
 from api.v1 import PREFIX
 from domain.positions import GEO_MAX_LAT
-from domain.roles import ALL_ROLES, FLEET_WRITERS, Role
 
 router = APIRouter(prefix=PREFIX, tags=["tracking"])
-# Positions reveal where every driver is: staff only. Drivers follow their own deliveries below.
-STAFF = frozenset({Role.ADMIN, Role.DISPATCHER, Role.VIEWER})
-StaffReader = Annotated[CurrentUser, Depends(require_roles(*STAFF))]
-Reader = Annotated[CurrentUser, Depends(require_roles(*ALL_ROLES))]
-Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
 Lat = Annotated[float, Query(ge=-GEO_MAX_LAT, le=GEO_MAX_LAT, allow_inf_nan=False)]
 Lon = Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)]
 Radius = Annotated[float, Query(gt=0, allow_inf_nan=False, description="search radius (metres)")]
@@ -51,21 +47,27 @@ Tolerance = Annotated[
 ]
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {s: {"description": "problem details", "content": {PROBLEM_JSON: {}}} for s in statuses}
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def _route(
+    method: str, path: str, model: Any, problems: tuple[int, ...], summary: str, **kw: Any
+) -> Callable[[Endpoint], Endpoint]:
+    """A route decorator: its response model, the problem statuses it documents, its summary."""
+    responses: dict[int | str, dict[str, Any]] = {
+        s: {"description": "problem details", "content": {PROBLEM_JSON: {}}} for s in problems
+    }
+    return router.api_route(
+        path, methods=[method], response_model=model, responses=responses, summary=summary, **kw
+    )
 
 
 # Vehicles ------------------------------------------------------------------------------------
 
 
-@router.get(
-    "/vehicles/nearby",
-    response_model=NearbyOut,
-    responses=_problems(400, 503),
-    summary="Vehicles near a point, nearest first",
-)
+@_route("GET", "/vehicles/nearby", NearbyOut, (400, 503), "Vehicles near a point, nearest first")
 async def nearby(
-    user: StaffReader,
+    user: Staff,
     session: SessionDep,
     resources: ResourcesDep,
     lat: Lat,
@@ -77,27 +79,29 @@ async def nearby(
     return await vehicles.nearby(session, resources, user.organization_id, center, radius_m, limit)
 
 
-@router.get(
+@_route(
+    "GET",
     "/vehicles/{vehicle_id}/position",
-    response_model=VehiclePositionOut,
-    responses=_problems(404, 503),
-    summary="The vehicle's latest accepted position",
+    VehiclePositionOut,
+    (404, 503),
+    "The vehicle's latest accepted position",
 )
 async def position(
-    vehicle_id: uuid.UUID, user: StaffReader, session: SessionDep, resources: ResourcesDep
+    vehicle_id: uuid.UUID, user: Staff, session: SessionDep, resources: ResourcesDep
 ) -> VehiclePositionOut:
     return await vehicles.position(session, resources, user.organization_id, vehicle_id)
 
 
-@router.get(
+@_route(
+    "GET",
     "/vehicles/{vehicle_id}/track",
-    response_model=TrackOut,
-    responses=_problems(400, 404),
-    summary="The vehicle's stored positions in a time range, optionally simplified",
+    TrackOut,
+    (400, 404),
+    "The vehicle's stored positions in a time range, optionally simplified",
 )
 async def track(
     vehicle_id: uuid.UUID,
-    user: StaffReader,
+    user: Staff,
     session: SessionDep,
     resources: ResourcesDep,
     from_: From = None,
@@ -111,11 +115,12 @@ async def track(
 # Deliveries ----------------------------------------------------------------------------------
 
 
-@router.get(
+@_route(
+    "GET",
     "/deliveries/{delivery_id}/tracking",
-    response_model=DeliveryTrackingOut,
-    responses=_problems(404, 503),
-    summary="A delivery's status, its vehicle's latest position and the drop-off ETA",
+    DeliveryTrackingOut,
+    (404, 503),
+    "A delivery's status, its vehicle's latest position and the drop-off ETA",
 )
 async def delivery_tracking_view(
     delivery_id: uuid.UUID, user: Reader, session: SessionDep, resources: ResourcesDep
@@ -124,12 +129,13 @@ async def delivery_tracking_view(
     return await delivery_tracking(session, resources.cache_bus, row, datetime.now(UTC))
 
 
-@router.post(
+@_route(
+    "POST",
     "/deliveries/{delivery_id}/tracking/share",
+    ShareOut,
+    (400, 404),
+    "A tracking link for the delivery's customer (no login needed to open it)",
     status_code=201,
-    response_model=ShareOut,
-    responses=_problems(400, 404),
-    summary="A tracking link for the delivery's customer (no login needed to open it)",
 )
 async def share(
     delivery_id: uuid.UUID,
@@ -146,11 +152,12 @@ async def share(
 # Public --------------------------------------------------------------------------------------
 
 
-@router.get(
+@_route(
+    "GET",
     "/public/tracking/{token}",
-    response_model=PublicTrackingOut,
-    responses=_problems(404, 410, 503),
-    summary="Follow a delivery with a tracking link (no login)",
+    PublicTrackingOut,
+    (404, 410, 503),
+    "Follow a delivery with a tracking link (no login)",
 )
 async def public_tracking(
     token: Annotated[str, Path(max_length=4096)], session: SessionDep, resources: ResourcesDep

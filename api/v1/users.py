@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from api.deps import CurrentUser, ResourcesDep, SessionDep, UserDep, require_roles
+from api.deps import Admin, ResourcesDep, SessionDep, UserDep
 from api.http.pagination import Page, PageDep
 from api.schemas.users import UserCreate, UserOut, UserUpdate
 from api.services import users as service
 from api.services.crud import changes
 from api.v1 import PREFIX
-from domain.roles import Role
 
 router = APIRouter(prefix=f"{PREFIX}/users", tags=["users"])
-Admin = Annotated[CurrentUser, Depends(require_roles(Role.ADMIN))]
 
 
 @router.get("", response_model=Page[UserOut])

@@ -3,20 +3,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from api.deps import CurrentUser, SessionDep, require_roles
+from api.deps import Reader, SessionDep, Writer
 from api.http.pagination import Page, PageDep
 from api.schemas.fleet import VehicleCreate, VehicleOut, VehicleUpdate
 from api.services.fleet import VEHICLES
 from api.services.fleet import list_vehicles as vehicles_page
 from api.v1 import PREFIX
 from api.v1.crud_routes import ROUTES, Resource, add_crud_routes
-from domain.roles import ALL_ROLES, FLEET_WRITERS
 
 router = APIRouter(prefix=f"{PREFIX}/vehicles", tags=["vehicles"])
-Reader = Annotated[CurrentUser, Depends(require_roles(*ALL_ROLES))]
-Writer = Annotated[CurrentUser, Depends(require_roles(*FLEET_WRITERS))]
 
 
 @router.get("", response_model=Page[VehicleOut])

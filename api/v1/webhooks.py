@@ -5,17 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from api.deps import CurrentUser, ResourcesDep, SessionDep, TemporalDep, require_roles
+from api.deps import Admin, ResourcesDep, SessionDep, TemporalDep
 from api.http.pagination import Page, PageDep
 from api.schemas.webhooks import WebhookCreate, WebhookCreated, WebhookDeliveryOut, WebhookOut, WebhookUpdate
 from api.services import webhooks as service
 from api.v1 import PREFIX
-from domain.roles import Role
 
 router = APIRouter(prefix=f"{PREFIX}/webhooks", tags=["webhooks"])
-Admin = Annotated[CurrentUser, Depends(require_roles(Role.ADMIN))]
 
 
 @router.post("", status_code=201, response_model=WebhookCreated)
