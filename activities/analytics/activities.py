@@ -23,11 +23,11 @@ from temporalio.exceptions import ApplicationError
 from activities.analytics import compute, reader
 from activities.interfaces import implements
 from activities.interfaces.analytics import AnalyticsInterface
-from db.repositories.analytics import fleet_labels, save_report
+from db.repositories.analytics import fleet_labels, routes_of_shift, save_report
 from domain.analytics import NO_KEY, ComputeReportInput, ComputeReportResult
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from activities.resources import ActivityResources as Resources
 
@@ -67,16 +67,38 @@ class AnalyticsActivities(AnalyticsInterface):
         org = uuid.UUID(inp.organization_id)
         async with self._r.sessionmaker() as session:
             fleet = await reader.vehicles(session, org)
-            routes = await reader.routes_of_shift(session, org, day.isoformat())
+            routes = await routes_of_shift(session, org, day.isoformat())
             labels = await fleet_labels(session, org)
         homes = {v.vehicle_id: v.depot_id for v in fleet}
+        outcomes, loads = await self._delivery_frames(org, start, end, inp.timezone, homes)
+        peaks = await self._run(compute.peak_load_ratios, loads, fleet, start)
+        dwell = outcomes.groupby("vehicle")["dwell_s"].sum().to_dict() if not outcomes.empty else {}
+        vehicle_days, route_rows = await self._vehicle_days(org, fleet, routes, start, end, dwell, peaks)
+        groups = await self._run(compute.group_parts, outcomes, pd.DataFrame(vehicle_days), day.isoformat())
+        deliveries = sum(p.deliveries for p in groups["day"].values())
+        report = {
+            "groups": {dim: {k: p.to_json() for k, p in parts.items()} for dim, parts in groups.items()},
+            "routes": route_rows,
+            "labels": labels,
+        }
+        async with self._r.sessionmaker() as session, session.begin():
+            await save_report(
+                session, org, day, inp.timezone, inp.final, deliveries, report, datetime.now(UTC)
+            )
+        return ComputeReportResult(
+            inp.organization_id, day.isoformat(), deliveries, len(vehicle_days), len(route_rows)
+        )
 
+    async def _delivery_frames(
+        self, org: uuid.UUID, start: datetime, end: datetime, timezone: str, homes: dict[str, str | None]
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The day's delivery outcomes and vehicle loads, read and computed a chunk at a time."""
         outcome_frames: list[pd.DataFrame] = []
         load_frames: list[pd.DataFrame] = []
         async for chunk in reader.delivery_chunks(self._r.sessionmaker, org, start, end):
             events = await reader.event_rows(self._r.history, org, [f.delivery_id for f in chunk])
             outcome_frames.append(
-                await self._run(compute.outcome_rows, chunk, events, start, end, inp.timezone, homes)
+                await self._run(compute.outcome_rows, chunk, events, start, end, timezone, homes)
             )
             load_frames.append(await self._run(compute.load_rows, chunk, events, end))
             activity.heartbeat(f"deliveries up to {chunk[-1].delivery_id}")
@@ -86,9 +108,19 @@ class AnalyticsActivities(AnalyticsInterface):
             else pd.DataFrame()
         )
         loads = pd.concat(load_frames) if load_frames else pd.DataFrame()
-        peaks = await self._run(compute.peak_load_ratios, loads, fleet, start)
-        dwell = outcomes.groupby("vehicle")["dwell_s"].sum().to_dict() if not outcomes.empty else {}
+        return outcomes, loads
 
+    async def _vehicle_days(
+        self,
+        org: uuid.UUID,
+        fleet: list[reader.VehicleInfo],
+        routes: list[dict[str, Any]],
+        start: datetime,
+        end: datetime,
+        dwell: Mapping[Any, float],
+        peaks: Mapping[str, float],
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Each vehicle's day from its track (one track in memory at a time), and its routes' rows."""
         vehicle_days: list[dict[str, Any]] = []
         route_rows: list[dict[str, Any]] = []
         s = self._r.settings
@@ -116,17 +148,4 @@ class AnalyticsActivities(AnalyticsInterface):
                     "peak_load_ratio": peaks.get(v.vehicle_id),
                 }
             )
-        groups = await self._run(compute.group_parts, outcomes, pd.DataFrame(vehicle_days), day.isoformat())
-        deliveries = sum(p.deliveries for p in groups["day"].values())
-        report = {
-            "groups": {dim: {k: p.to_json() for k, p in parts.items()} for dim, parts in groups.items()},
-            "routes": route_rows,
-            "labels": labels,
-        }
-        async with self._r.sessionmaker() as session, session.begin():
-            await save_report(
-                session, org, day, inp.timezone, inp.final, deliveries, report, datetime.now(UTC)
-            )
-        return ComputeReportResult(
-            inp.organization_id, day.isoformat(), deliveries, len(vehicle_days), len(route_rows)
-        )
+        return vehicle_days, route_rows

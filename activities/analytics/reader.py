@@ -12,11 +12,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.history.base import MAX_QUERY_LIMIT, HistoryStore
-from db.models import DeliveryRow, RoutePlanRow, RouteRow, Vehicle
+from db.repositories.analytics import deliveries_changed_between, vehicle_capacities
 
 DELIVERY_CHUNK = 500
 EVENT_CONCURRENCY = 16
@@ -78,31 +77,11 @@ def _facts(row: Any) -> DeliveryFacts:
 async def delivery_chunks(
     sessionmaker: async_sessionmaker[AsyncSession], org: uuid.UUID, start: datetime, end: datetime
 ) -> AsyncIterator[list[DeliveryFacts]]:
-    """Deliveries that may have an event in [start, end): created before the end and changed since
-    the start (`updated_at` is the time of the last transition). Keyset pages by id."""
+    """Deliveries that may have an event in [start, end), a keyset page (a short session) at a time."""
     after: uuid.UUID | None = None
     while True:
-        stmt = (
-            select(
-                DeliveryRow.id,
-                DeliveryRow.vehicle_id,
-                DeliveryRow.driver_id,
-                DeliveryRow.window_start,
-                DeliveryRow.window_end,
-                DeliveryRow.state,
-            )
-            .where(
-                DeliveryRow.organization_id == org,
-                DeliveryRow.created_at < end,
-                DeliveryRow.updated_at >= start,
-            )
-            .order_by(DeliveryRow.id)
-            .limit(DELIVERY_CHUNK)
-        )
-        if after is not None:
-            stmt = stmt.where(DeliveryRow.id > after)
         async with sessionmaker() as session:
-            rows = (await session.execute(stmt)).all()
+            rows = await deliveries_changed_between(session, org, start, end, after, DELIVERY_CHUNK)
         if not rows:
             return
         yield [_facts(r) for r in rows]
@@ -187,50 +166,5 @@ async def vehicle_track(
 
 
 async def vehicles(session: AsyncSession, org: uuid.UUID) -> list[VehicleInfo]:
-    rows = await session.execute(
-        select(
-            Vehicle.id,
-            Vehicle.home_depot_id,
-            Vehicle.capacity_units,
-            Vehicle.capacity_weight_kg,
-            Vehicle.capacity_volume_m3,
-        )
-        .where(Vehicle.organization_id == org)
-        .order_by(Vehicle.id)
-    )
+    rows = await vehicle_capacities(session, org)
     return [VehicleInfo(str(v), str(d) if d else None, u, w, m) for v, d, u, w, m in rows]
-
-
-async def routes_of_shift(session: AsyncSession, org: uuid.UUID, shift: str) -> list[dict[str, Any]]:
-    """The day's routes (their RouteState JSON) with the planned distance of their vehicle in the
-    applied plan (`planned_distance_m`, None if the plan is gone)."""
-    routes = list(
-        (
-            await session.scalars(
-                select(RouteRow).where(RouteRow.organization_id == org, RouteRow.shift == shift)
-            )
-        ).all()
-    )
-    plan_ids = {uuid.UUID(r.plan_id) for r in routes if _is_uuid(r.plan_id)}
-    distances: dict[tuple[str, str], float] = {}
-    if plan_ids:
-        plans = await session.execute(
-            # Scoped too: a route names its plan, and nothing read by id may cross organizations.
-            select(RoutePlanRow.id, RoutePlanRow.state).where(
-                RoutePlanRow.organization_id == org, RoutePlanRow.id.in_(plan_ids)
-            )
-        )
-        for plan_id, state in plans:
-            for planned in ((state or {}).get("plan") or {}).get("routes") or []:
-                distances[(str(plan_id), str(planned.get("vehicle_id")))] = float(
-                    planned.get("distance_m") or 0
-                )
-    return [{**r.state, "planned_distance_m": distances.get((r.plan_id, str(r.vehicle_id)))} for r in routes]
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

@@ -22,9 +22,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from activities.analytics.reader import routes_of_shift
 from api.resources import Resources
 from db.models import Depot, RoutePlanRow, RouteRow, Vehicle
+from db.repositories.analytics import routes_of_shift
 from domain.ids import uuid7
 from domain.roles import Role
 from tests.integration.api.conftest import LoginFn
