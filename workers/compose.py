@@ -60,6 +60,21 @@ class QueuePlan:
         return not self.workflows and not self.activities
 
 
+DEFAULT_WORKFLOWS: list[type] = [
+    SystemCheckWorkflow,
+    DeliveryWorkflow,
+    RoutePlanWorkflow,
+    RouteWorkflow,
+    DispatchWorkflow,
+    NotificationWorkflow,
+    WebhookReplayWorkflow,
+    AnalyticsHourlyWorkflow,
+    AnalyticsDailyWorkflow,
+    AnalyticsBackfillWorkflow,
+    ReconcileWorkflow,
+]
+
+
 def plan_queues(
     resources: Resources,
     queues: Sequence[str] = QUEUE_NAMES,
@@ -70,45 +85,11 @@ def plan_queues(
     `workflows`: the calls activities make into workflows; by default on `resources.temporal`."""
     s = resources.settings
     calls = workflows or WorkflowStarters(resources.temporal, s)
-    system = SystemCheckActivities(resources)
-    reconcile = ReconcileActivities(resources, calls, metrics.record_reconcile if metrics else None)
-    deliveries = DeliveryActivities(resources, calls)
-    notifications = NotificationActivities(resources)
-    planning = RoutePlanningActivities(resources, calls)
     return {
         "default": QueuePlan(
             task_queue=s.temporal_task_queue,
-            workflows=[
-                SystemCheckWorkflow,
-                DeliveryWorkflow,
-                RoutePlanWorkflow,
-                RouteWorkflow,
-                DispatchWorkflow,
-                NotificationWorkflow,
-                WebhookReplayWorkflow,
-                AnalyticsHourlyWorkflow,
-                AnalyticsDailyWorkflow,
-                AnalyticsBackfillWorkflow,
-                ReconcileWorkflow,
-            ],
-            activities=[
-                system.check_stores,
-                reconcile.reconcile_deliveries,
-                deliveries.project_delivery,
-                deliveries.append_delivery_event,
-                deliveries.publish_delivery_change,
-                deliveries.notify,
-                notifications.plan_event,
-                notifications.send_message,
-                notifications.mark_message_failed,
-                notifications.deliver_webhook,
-                notifications.mark_webhook_failed,
-                notifications.alert_webhook_disabled,
-                planning.load_routing_problem,
-                planning.save_route_plan,
-                planning.apply_route_plan,
-                planning.project_route,
-            ],
+            workflows=list(DEFAULT_WORKFLOWS),
+            activities=_io_activities(resources, calls, metrics),
         ),
         # The optimizer's process pool starts its processes on the first solve, and only where the
         # routing queue is polled; they end with the worker process.
@@ -123,6 +104,35 @@ def plan_queues(
             activities=[AnalyticsActivities(resources).compute_daily_report],
         ),
     }
+
+
+def _io_activities(
+    resources: Resources, calls: WorkflowCalls, metrics: WorkerMetrics | None
+) -> list[Callable[..., Any]]:
+    """The default queue's activities: recording, notifications, planning, checks."""
+    system = SystemCheckActivities(resources)
+    reconcile = ReconcileActivities(resources, calls, metrics.record_reconcile if metrics else None)
+    deliveries = DeliveryActivities(resources, calls)
+    notifications = NotificationActivities(resources)
+    planning = RoutePlanningActivities(resources, calls)
+    return [
+        system.check_stores,
+        reconcile.reconcile_deliveries,
+        deliveries.project_delivery,
+        deliveries.append_delivery_event,
+        deliveries.publish_delivery_change,
+        deliveries.notify,
+        notifications.plan_event,
+        notifications.send_message,
+        notifications.mark_message_failed,
+        notifications.deliver_webhook,
+        notifications.mark_webhook_failed,
+        notifications.alert_webhook_disabled,
+        planning.load_routing_problem,
+        planning.save_route_plan,
+        planning.apply_route_plan,
+        planning.project_route,
+    ]
 
 
 def build_workers(

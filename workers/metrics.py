@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -26,13 +25,12 @@ from temporalio.worker import (
 )
 
 from activities.resources import ActivityResources as Resources
-from db.models import DeliveryRow, RouteRow
 from db.process_metrics import add_process_collectors
+from db.repositories.worker_gauges import OPEN_STATUSES, business_counts
 from domain.reconcile import FindingKind, ReconcileResult
 from plumbing.settings import Settings
 
 log = logging.getLogger(__name__)
-OPEN_STATUSES = ("pending", "assigned", "picked_up", "out_for_delivery", "arrived")
 _runtimes: dict[str, Runtime] = {}
 
 
@@ -130,27 +128,11 @@ class WorkerMetrics:
         """Read the gauges from the projection (a few aggregate queries, indexed by status)."""
         now = datetime.now(UTC)
         async with resources.sessionmaker() as session:
-            by_status = dict(
-                (
-                    await session.execute(
-                        select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status)
-                    )
-                ).all()
-            )
-            late = await session.scalar(
-                select(func.count()).where(
-                    DeliveryRow.status.in_(OPEN_STATUSES), DeliveryRow.window_end < now
-                )
-            )
-            oldest = await session.scalar(
-                select(func.min(DeliveryRow.created_at)).where(DeliveryRow.status == "pending")
-            )
-            routes = dict(
-                (await session.execute(select(RouteRow.status, func.count()).group_by(RouteRow.status))).all()
-            )
+            counts = await business_counts(session, now)
+        by_status, oldest, routes = counts.deliveries, counts.oldest_pending, counts.routes
         for status in {*OPEN_STATUSES, "delivered", "returned", "cancelled", *by_status}:
             self.deliveries.labels(status).set(by_status.get(status, 0))
-        self.late_open.set(late or 0)
+        self.late_open.set(counts.late_open)
         self.oldest_pending.set((now - oldest).total_seconds() if oldest else 0)
         for status in {"planned", "in_progress", "completed", *routes}:
             self.routes.labels(status).set(routes.get(status, 0))

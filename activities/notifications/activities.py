@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import httpx
-from sqlalchemy import select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -20,7 +19,8 @@ from activities.notifications.planner import STAFF, Planner, Recipient
 from activities.notifications.sms import SmsSender
 from activities.notifications.templates import render
 from activities.notifications.webhooks import attempt_webhook
-from db.models import NotificationRow, NotificationSettingsRow, User, WebhookDelivery, WebhookSubscription
+from db.models import NotificationRow
+from db.repositories import notifications as repo
 from domain import channels
 from domain.notification_steps import DisabledAlert, SendFailure
 from domain.notifications import WEBHOOK_DISABLED, EventPlan, NotificationEvent, Send
@@ -48,17 +48,13 @@ class NotificationActivities(NotificationInterface):
     @implements(NotificationInterface.send_message)
     async def send_message(self, send: Send) -> None:
         async with self._r.sessionmaker() as session:
-            row = await session.get(NotificationRow, uuid.UUID(send.ident))
+            row = await repo.message(session, uuid.UUID(send.ident))
             if row is None or row.status == "sent":
                 return
             session.expunge(row)
         await self._deliver(row)
         async with self._r.sessionmaker() as session, session.begin():
-            await session.execute(
-                update(NotificationRow)
-                .where(NotificationRow.id == row.id)
-                .values(status="sent", sent_at=datetime.now(UTC), error=None)
-            )
+            await repo.mark_message_sent(session, row.id, datetime.now(UTC))
 
     async def _deliver(self, row: NotificationRow) -> None:
         key = f"{row.event_id}/{row.channel}/{row.recipient}"
@@ -89,11 +85,7 @@ class NotificationActivities(NotificationInterface):
     @implements(NotificationInterface.mark_message_failed)
     async def mark_message_failed(self, failure: SendFailure) -> None:
         async with self._r.sessionmaker() as session, session.begin():
-            await session.execute(
-                update(NotificationRow)
-                .where(NotificationRow.id == uuid.UUID(failure.send.ident), NotificationRow.status != "sent")
-                .values(status="failed", error=failure.reason[:500])
-            )
+            await repo.mark_message_failed(session, uuid.UUID(failure.send.ident), failure.reason)
 
     @implements(NotificationInterface.deliver_webhook)
     async def deliver_webhook(self, send: Send) -> str:
@@ -114,32 +106,21 @@ class NotificationActivities(NotificationInterface):
     @implements(NotificationInterface.mark_webhook_failed)
     async def mark_webhook_failed(self, failure: SendFailure) -> None:
         async with self._r.sessionmaker() as session, session.begin():
-            await session.execute(
-                update(WebhookDelivery)
-                .where(
-                    WebhookDelivery.id == uuid.UUID(failure.send.ident), WebhookDelivery.status == "pending"
-                )
-                .values(status="failed")
-            )
+            await repo.mark_webhook_failed(session, uuid.UUID(failure.send.ident))
 
     @implements(NotificationInterface.alert_webhook_disabled)
     async def alert_webhook_disabled(self, alert: DisabledAlert) -> EventPlan:
         """Tell the organization's admins (in-app and e-mail) that an endpoint was disabled."""
         async with self._r.sessionmaker() as session, session.begin():
-            sub = await session.get(WebhookSubscription, uuid.UUID(alert.subscription_id))
+            sub = await repo.subscription(session, uuid.UUID(alert.subscription_id))
             if sub is None or sub.disabled_at is None:
                 return EventPlan()
-            org_settings = await session.get(NotificationSettingsRow, sub.organization_id)
+            org_settings = await repo.notification_settings(session, sub.organization_id)
             locale = org_settings.locale if org_settings else self._r.settings.notification_locale
             text = render("webhook_disabled", locale, {"url": sub.url, "reason": sub.disabled_reason})
             event_id = f"webhook-disabled:{sub.id}:{sub.disabled_at.isoformat()}"
             planner = Planner(session, self._r.settings, self._enabled_channels())
-            admins = await session.scalars(
-                select(User).where(
-                    User.organization_id == sub.organization_id, User.active.is_(True), User.role == STAFF[0]
-                )
-            )
-            for admin in admins:
+            for admin in await repo.active_users(session, sub.organization_id, STAFF[:1]):
                 for r in (Recipient("in_app", str(admin.id), admin.id), Recipient("email", admin.email)):
                     if r.channel in self._enabled_channels():
                         await planner.add_message(

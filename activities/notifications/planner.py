@@ -7,24 +7,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.notifications.rules import channels_for, effective_rules
 from activities.notifications.templates import render
-from db.models import (
-    DeliveryNotificationPrefs,
-    Driver,
-    NotificationOutbox,
-    NotificationRow,
-    NotificationSettingsRow,
-    User,
-    WebhookDelivery,
-    WebhookSubscription,
-)
-from db.upsert import insert_ignoring
+from db.models import DeliveryNotificationPrefs
+from db.repositories import notifications as repo
+from db.repositories.outbox import find_event
 from domain.delivery import DeliveryState
-from domain.ids import uuid7
 from domain.notifications import EVENT_NAMES, EventPlan, NotificationEvent, Send, webhook_event_type
 from plumbing.codec import from_jsonable, to_jsonable
 from plumbing.settings import Settings
@@ -97,23 +87,15 @@ class Planner:
         self._enabled = enabled  # channels with a configured server ("in_app" always)
 
     async def plan(self, ev: NotificationEvent) -> EventPlan:
-        outbox = (
-            await self._s.scalars(
-                select(NotificationOutbox).where(
-                    NotificationOutbox.workflow_id == ev.workflow_id,
-                    NotificationOutbox.sequence == ev.sequence,
-                    NotificationOutbox.event == ev.type,
-                )
-            )
-        ).one_or_none()
+        outbox = await find_event(self._s, ev.workflow_id, ev.sequence, ev.type)
         public = EVENT_NAMES.get(ev.type)
         if outbox is None or public is None:
             return EventPlan()
         raw_state = outbox.payload.get("state")
         state = from_jsonable(DeliveryState, raw_state) if raw_state else None
         org = uuid.UUID(ev.organization_id)
-        org_settings = await self._s.get(NotificationSettingsRow, org)
-        prefs = await self._s.get(DeliveryNotificationPrefs, uuid.UUID(ev.delivery_id))
+        org_settings = await repo.notification_settings(self._s, org)
+        prefs = await repo.delivery_prefs(self._s, uuid.UUID(ev.delivery_id))
         locale = (
             (prefs and prefs.locale)
             or (org_settings and org_settings.locale)
@@ -145,16 +127,12 @@ class Planner:
                     out.append(r)
         staff_channels = channels_for(rules, public, "dispatchers")
         if staff_channels:
-            staff = await self._s.scalars(
-                select(User).where(User.organization_id == org, User.active.is_(True), User.role.in_(STAFF))
-            )
-            for user in staff:
+            for user in await repo.active_users(self._s, org, STAFF):
                 out += [r for ch in staff_channels if (r := _address(ch, user.email, None, user.id))]
         driver_channels = channels_for(rules, public, "driver")
         if driver_channels and state is not None and state.driver_id:
-            driver = await self._s.get(Driver, uuid.UUID(state.driver_id))
-            if driver is not None and driver.organization_id == org:
-                driver_user = await self._s.get(User, driver.user_id) if driver.user_id else None
+            driver, driver_user = await repo.driver_and_user(self._s, org, uuid.UUID(state.driver_id))
+            if driver is not None:
                 email = driver.email or (driver_user.email if driver_user else None)
                 out += [
                     r for ch in driver_channels if (r := _address(ch, email, driver.phone, driver.user_id))
@@ -171,23 +149,17 @@ class Planner:
         body: str,
         delivery_id: uuid.UUID | None = None,
     ) -> None:
-        table = NotificationRow.__table__
-        assert isinstance(table, Table)
-        dialect = self._s.get_bind().dialect.name
-        await self._s.execute(
-            insert_ignoring(dialect, table, ["event_id", "channel", "recipient"]).values(
-                id=uuid7(),
-                organization_id=org,
-                delivery_id=delivery_id,
-                event_id=event_id,
-                event=event,
-                channel=r.channel,
-                recipient=r.recipient,
-                user_id=r.user_id,
-                subject=subject[:300],
-                body=body,
-                status="pending",
-            )
+        await repo.add_message(
+            self._s,
+            organization_id=org,
+            delivery_id=delivery_id,
+            event_id=event_id,
+            event=event,
+            channel=r.channel,
+            recipient=r.recipient,
+            user_id=r.user_id,
+            subject=subject[:300],
+            body=body,
         )
 
     async def _add_message(
@@ -198,39 +170,21 @@ class Planner:
         )
 
     async def _add_webhooks(self, ev: NotificationEvent, public: str, payload: dict[str, Any]) -> None:
-        subs = await self._s.scalars(
-            select(WebhookSubscription).where(
-                WebhookSubscription.organization_id == uuid.UUID(ev.organization_id),
-                WebhookSubscription.active.is_(True),
-            )
-        )
-        table = WebhookDelivery.__table__
-        assert isinstance(table, Table)
-        dialect = self._s.get_bind().dialect.name
-        for sub in subs:
+        for sub in await repo.active_subscriptions(self._s, uuid.UUID(ev.organization_id)):
             if public not in sub.events and "*" not in sub.events:
                 continue
-            await self._s.execute(
-                insert_ignoring(dialect, table, ["subscription_id", "event_id"]).values(
-                    id=uuid7(),
-                    organization_id=sub.organization_id,
-                    subscription_id=sub.id,
-                    event_id=ev.event_id,
-                    event_type=payload["type"],
-                    delivery_id=uuid.UUID(ev.delivery_id),
-                    payload=payload,
-                    status="pending",
-                    attempts=0,
-                )
+            await repo.add_webhook_delivery(
+                self._s,
+                sub,
+                event_id=ev.event_id,
+                event_type=payload["type"],
+                delivery_id=uuid.UUID(ev.delivery_id),
+                payload=payload,
             )
 
     async def sends_for(self, event_id: str) -> list[Send]:
-        messages = await self._s.scalars(
-            select(NotificationRow).where(NotificationRow.event_id == event_id).order_by(NotificationRow.id)
-        )
-        hooks = await self._s.scalars(
-            select(WebhookDelivery).where(WebhookDelivery.event_id == event_id).order_by(WebhookDelivery.id)
-        )
+        messages = await repo.messages_of_event(self._s, event_id)
+        hooks = await repo.webhook_deliveries_of_event(self._s, event_id)
         return [Send("message", str(m.id), m.channel) for m in messages] + [
             Send("webhook", str(h.id), f"webhook:{h.subscription_id}") for h in hooks
         ]

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.notifications.egress import EgressRefused, egress_policy, webhook_client
 from activities.notifications.signing import SIGNATURE_HEADER, sign
-from db.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from db.repositories import notifications as repo
 from plumbing.settings import Settings
 
 USER_AGENT = "Waybill-Webhooks/1"
@@ -37,8 +36,7 @@ async def attempt_webhook(
     sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, ident: uuid.UUID, attempt: int
 ) -> AttemptOutcome:
     async with sessionmaker() as session:
-        wd = await session.get(WebhookDelivery, ident)
-        sub = await session.get(WebhookSubscription, wd.subscription_id) if wd else None
+        wd, sub = await repo.webhook_delivery(session, ident)
         if wd is None or sub is None:
             return AttemptOutcome("skipped", "the subscription was deleted")
         if wd.status == "succeeded":
@@ -96,19 +94,17 @@ async def _record(
 ) -> AttemptOutcome:
     now = datetime.now(UTC)
     async with sessionmaker() as session, session.begin():
-        wd = await session.get(WebhookDelivery, ident)
-        sub = await session.get(WebhookSubscription, wd.subscription_id) if wd else None
+        wd, sub = await repo.webhook_delivery(session, ident)
         if wd is None or sub is None:
             return AttemptOutcome("skipped", "the subscription was deleted")
-        session.add(
-            WebhookAttempt(
-                webhook_delivery_id=ident,
-                attempted_at=now,
-                response_code=code,
-                latency_ms=round(latency_ms, 1),
-                error=error,
-                succeeded=ok,
-            )
+        repo.add_attempt(
+            session,
+            webhook_delivery_id=ident,
+            attempted_at=now,
+            response_code=code,
+            latency_ms=round(latency_ms, 1),
+            error=error,
+            succeeded=ok,
         )
         wd.attempts += 1
         wd.last_response_code = code
@@ -126,14 +122,9 @@ async def _record(
             sub.failing_since = now
         elif now - sub.failing_since >= timedelta(seconds=settings.webhook_disable_after_seconds):
             # Conditional: of several lanes failing at once, exactly one disables (and alerts).
-            flipped = await session.execute(
-                update(WebhookSubscription)
-                .where(WebhookSubscription.id == sub.id, WebhookSubscription.active.is_(True))
-                .values(active=False, disabled_at=now, disabled_reason=detail)
-                .execution_options(synchronize_session=False)
-            )
+            flipped = await repo.disable_subscription(session, sub.id, now, detail)
             wd.status = "failed"
-            if flipped.rowcount:  # type: ignore[attr-defined]
+            if flipped:
                 return AttemptOutcome("disabled", detail, str(sub.id))
             return AttemptOutcome("skipped", "the endpoint is disabled")
         return AttemptOutcome("failed", detail)
