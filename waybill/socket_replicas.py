@@ -71,55 +71,68 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def run_replicas(processes: int) -> int:
-    """Run `processes` replicas of `waybill sockets` until a signal stops them or one of them dies."""
-    cmd = [sys.executable, "-m", "waybill", "sockets"]
-    stopping = False
-    procs: list[subprocess.Popen[bytes]] = []
+class _Replicas:
+    """The running replicas: started together, watched, and stopped together."""
 
-    def stop_all(sig: int = signal.SIGTERM) -> None:
-        for p in procs:
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.stopping = False
+        self.failed = False
+
+    def stop_all(self, sig: int = signal.SIGTERM) -> None:
+        for p in self.procs:
             if p.poll() is None:
                 p.send_signal(sig)
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        if not stopping:
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if not self.stopping:
             log.info("stopping the sockets replicas (%s)", signal.Signals(signum).name)
-        stopping = True
-        stop_all()
+        self.stopping = True
+        self.stop_all()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    preexec = _die_with_parent if sys.platform == "linux" else None
-    failed = False
-    try:
+    def start(self, processes: int) -> None:
+        cmd = [sys.executable, "-m", "waybill", "sockets"]
+        preexec = _die_with_parent if sys.platform == "linux" else None
         for i in range(processes):
             env = {**os.environ, REPLICA_VAR: str(i)}  # a replica runs as one process (`current_replica`)
-            procs.append(subprocess.Popen(cmd, env=env, preexec_fn=preexec))  # noqa: PLW1509
-        if stopping:  # a signal came while they were being started: the later ones were not told yet
-            stop_all()
-        log.info("sockets: %d replicas started (pids %s)", processes, ", ".join(str(p.pid) for p in procs))
+            self.procs.append(subprocess.Popen(cmd, env=env, preexec_fn=preexec))  # noqa: PLW1509
+        if self.stopping:  # a signal came while they were being started: the later ones were not told yet
+            self.stop_all()
+        pids = ", ".join(str(p.pid) for p in self.procs)
+        log.info("sockets: %d replicas started (pids %s)", processes, pids)
+
+    def watch(self) -> None:
+        """Until every replica has exited; the first to die unasked stops the others."""
         while True:
-            alive = [p.poll() is None for p in procs]  # every one polled: reaped, and its exit seen
+            alive = [p.poll() is None for p in self.procs]  # every one polled: reaped, and its exit seen
             if not any(alive):
-                break
-            if not stopping and not all(alive):
+                return
+            if not self.stopping and not all(alive):
                 i = alive.index(False)
                 log.error(
                     "sockets replica %d (pid %d) exited with code %s: stopping the others",
                     i,
-                    procs[i].pid,
-                    procs[i].returncode,
+                    self.procs[i].pid,
+                    self.procs[i].returncode,
                 )
-                failed = stopping = True
-                stop_all()
+                self.failed = self.stopping = True
+                self.stop_all()
             time.sleep(POLL_S)
+
+
+def run_replicas(processes: int) -> int:
+    """Run `processes` replicas of `waybill sockets` until a signal stops them or one of them dies."""
+    replicas = _Replicas()
+    previous = {sig: signal.signal(sig, replicas.on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        replicas.start(processes)
+        replicas.watch()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        stop_all(signal.SIGKILL)  # only if this loop was left by an exception
-    if failed:
+        replicas.stop_all(signal.SIGKILL)  # only if this loop was left by an exception
+    if replicas.failed:
         return 1
     # A replica stopped by the signal before it had set up its own handlers died of it: nothing was lost.
     stopped = {0, -signal.SIGTERM, -signal.SIGINT}
-    return 0 if all(p.returncode in stopped for p in procs) else 1
+    return 0 if all(p.returncode in stopped for p in replicas.procs) else 1
