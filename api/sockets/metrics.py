@@ -28,7 +28,6 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
@@ -37,6 +36,8 @@ from db.process_metrics import add_process_collectors
 from domain.positions import Reject
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from api.resources import Resources
 
 ENDPOINTS = ("driver", "dispatch")
