@@ -40,15 +40,12 @@ from domain.delivery import (
     validate_spec,
 )
 from domain.ids import uuid7
+from domain.reconcile import delivery_workflow_id
 from domain.roles import Role
 from plumbing.codec import from_jsonable
 from plumbing.settings import Settings
 from starters.deliveries import delivery_options, start_delivery_workflow
 from workflows.delivery import DeliveryWorkflow
-
-
-def workflow_id(delivery_id: uuid.UUID | str) -> str:
-    return f"delivery-{delivery_id}"
 
 
 def request_hash(body: DeliveryCreate) -> str:
@@ -240,7 +237,7 @@ def row_state(row: DeliveryRow) -> DeliveryState:
 
 
 async def query_state(client: Client, delivery_id: uuid.UUID) -> DeliveryState:
-    handle = client.get_workflow_handle_for(DeliveryWorkflow.run, workflow_id(delivery_id))
+    handle = client.get_workflow_handle_for(DeliveryWorkflow.run, delivery_workflow_id(str(delivery_id)))
     try:
         return await handle.query(DeliveryWorkflow.state)
     except RPCError as exc:

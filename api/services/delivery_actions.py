@@ -20,10 +20,11 @@ from temporalio.workflow import UpdateMethodMultiParam
 from api.deps import CurrentUser
 from api.errors import ProblemError, temporal_unavailable
 from api.services.crud import require_reference
-from api.services.deliveries import actor_for, ensure_started, row_state, workflow_id
+from api.services.deliveries import actor_for, ensure_started, row_state
 from db.models import DeliveryRow
 from db.repositories.fleet import DriverRepository, VehicleRepository
 from domain.delivery import AssignRequest, DeliveryState, allowed_actions, never_started, start_input
+from domain.reconcile import delivery_workflow_id
 from plumbing.settings import Settings
 from starters.deliveries import delivery_options
 from workflows.delivery import DeliveryWorkflow
@@ -77,7 +78,7 @@ async def run_update(
     A rejection becomes a problem with the current status and the allowed actions; an outcome not
     known in time is 202 `action_pending` with where to learn it; Temporal out of reach is 503.
     Callers hold no database connection meanwhile (a dead worker must not drain the pool)."""
-    handle = client.get_workflow_handle_for(DeliveryWorkflow.run, workflow_id(state.delivery_id))
+    handle = client.get_workflow_handle_for(DeliveryWorkflow.run, delivery_workflow_id(state.delivery_id))
     update_id = action_id(action, key)
 
     async def send() -> DeliveryState:
@@ -99,7 +100,7 @@ async def action_outcome(
 ) -> DeliveryState:
     """The outcome of an earlier action (GET .../actions/{id}): 200 once known, 202 while pending,
     404 action_not_found if Temporal has no record of it (it was not applied: safe to send again)."""
-    handle = client.get_workflow_handle_for(DeliveryWorkflow.run, workflow_id(state.delivery_id))
+    handle = client.get_workflow_handle_for(DeliveryWorkflow.run, delivery_workflow_id(state.delivery_id))
     update = handle.get_update_handle(update_id, result_type=DeliveryState)
 
     async def poll() -> DeliveryState:

@@ -24,10 +24,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.resources import Resources
 from api.schemas.deliveries import DeliveryCreate, to_spec
-from api.services.deliveries import _row_values, workflow_id
+from api.services.deliveries import _row_values
 from db.models import DeliveryRow
 from domain.delivery import DeliveryState, DeliveryStatus
 from domain.ids import uuid7
+from domain.reconcile import delivery_workflow_id
 from domain.roles import Role
 from plumbing.converter import DATA_CONVERTER
 from plumbing.temporal import TemporalConnector
@@ -100,7 +101,7 @@ async def login_as(http: httpx.AsyncClient, fleet: Fleet, role: Role) -> dict[st
 
 async def workflow_exists(env: WorkflowEnvironment, delivery_id: str) -> bool:
     try:
-        await env.client.get_workflow_handle(workflow_id(delivery_id)).describe()
+        await env.client.get_workflow_handle(delivery_workflow_id(str(delivery_id))).describe()
         return True
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
