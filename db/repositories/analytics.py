@@ -22,6 +22,7 @@ from db.models import (
     RouteRow,
     Vehicle,
 )
+from domain.delivery_checks import is_uuid
 
 
 async def organization_timezone(session: AsyncSession, organization_id: uuid.UUID, default: str) -> str:
@@ -149,7 +150,7 @@ async def routes_of_shift(session: AsyncSession, org: uuid.UUID, shift: str) -> 
             )
         ).all()
     )
-    plan_ids = {uuid.UUID(r.plan_id) for r in routes if _is_uuid(r.plan_id)}
+    plan_ids = {uuid.UUID(r.plan_id) for r in routes if is_uuid(r.plan_id)}
     distances: dict[tuple[str, str], float] = {}
     if plan_ids:
         plans = await session.execute(
@@ -164,11 +165,3 @@ async def routes_of_shift(session: AsyncSession, org: uuid.UUID, shift: str) -> 
                     planned.get("distance_m") or 0
                 )
     return [{**r.state, "planned_distance_m": distances.get((r.plan_id, str(r.vehicle_id)))} for r in routes]
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
