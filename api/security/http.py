@@ -49,38 +49,15 @@ class SecurityMiddleware:
             await _too_large(send, limit, scope["path"])
             return
         path: str = scope["path"]
-        extra = list(_BASE_HEADERS)
-        extra.append((b"content-security-policy", _DOCS_CSP if path.startswith("/api/docs") else _API_CSP))
-        if path.startswith("/api/v1/"):
-            extra.append((b"cache-control", b"no-store"))  # per-user data: never kept by a shared cache
-        if self.hsts:
-            extra.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+        extra = self._headers(path)
         if declared is None and scope["method"] in ("POST", "PUT", "PATCH"):
-            # No declared length (chunked): read up to the limit first, so the app never sees a
-            # body it would have to abandon half-read, then replay what was read.
-            chunks, size = [], 0
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return  # the client went away
-                chunks.append(message.get("body", b""))
-                size += len(chunks[-1])
-                if size > limit:
-                    await _too_large(send, limit, path)
-                    return
-                if not message.get("more_body", False):
-                    break
-            body = b"".join(chunks)
-            replayed = False
-
-            async def replay() -> Message:
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
-
-            receive = replay
+            buffered = await _read_capped(receive, limit)
+            if buffered is None:
+                return  # the client went away
+            if isinstance(buffered, int):
+                await _too_large(send, limit, path)
+                return
+            receive = _replay(buffered, receive)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -88,6 +65,46 @@ class SecurityMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    def _headers(self, path: str) -> list[tuple[bytes, bytes]]:
+        extra = list(_BASE_HEADERS)
+        extra.append((b"content-security-policy", _DOCS_CSP if path.startswith("/api/docs") else _API_CSP))
+        if path.startswith("/api/v1/"):
+            extra.append((b"cache-control", b"no-store"))  # per-user data: never kept by a shared cache
+        if self.hsts:
+            extra.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+        return extra
+
+
+async def _read_capped(receive: Receive, limit: int) -> bytes | int | None:
+    """A body without a declared length (chunked), read up to `limit` before the app runs, so the app
+    never sees a body it would have to abandon half-read: the body, its size once over the limit, or
+    None if the client went away."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > limit:
+            return size
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` that first hands the app the body read already, then goes on to the client's."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _too_large(send: Send, limit: int, path: str) -> None:
