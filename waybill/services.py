@@ -20,6 +20,7 @@ from websockets.asyncio.server import Server as WsServer
 from api.app import create_app
 from api.resources import Resources
 from api.sockets.server import SocketServer
+from starters.calls import WorkflowStarters
 from workers.compose import build_workers
 from workers.log_context import LogContextInterceptor
 from workers.metrics import MetricsInterceptor, MetricsServer, WorkerMetrics
@@ -129,7 +130,9 @@ class WorkerService:
             except Exception as exc:  # as above: the next start tries again
                 log.warning("could not create the reconciler's schedule: %s (see docs/operations.md)", exc)
         interceptors = [LogContextInterceptor(), MetricsInterceptor(self.metrics)]
-        self.workers = build_workers(client, self.resources, self.queues, interceptors, self.metrics)
+        # What activities call workflows with: the worker's own Temporal connection.
+        calls = WorkflowStarters(self.resources.temporal, self.resources.settings)
+        self.workers = build_workers(client, self.resources, self.queues, interceptors, self.metrics, calls)
         if not self.workers:
             raise RuntimeError(f"nothing is registered on queue(s) {', '.join(self.queues)}")
         self.tasks = [asyncio.create_task(w.run(), name=f"worker:{w.task_queue}") for w in self.workers]

@@ -141,8 +141,9 @@ def build_workers(
     queues: Sequence[str] = QUEUE_NAMES,
     interceptors: Sequence[Interceptor] = (),
     metrics: WorkerMetrics | None = None,
+    workflows: WorkflowCalls | None = None,
 ) -> list[Worker]:
-    plans = plan_queues(resources, queues, metrics)
+    plans = plan_queues(resources, queues, metrics, workflows)
     # The sandbox imports a workflow's module again for every run: keep its compiled code.
     code_cache.install(cls.__module__ for name in queues for cls in plans[name].workflows)
     workers = []
