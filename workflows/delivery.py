@@ -68,7 +68,6 @@ with workflow.unsafe.imports_passed_through():
         unassign_step,
         where,
     )
-    from domain.reconcile import delivery_workflow_id as delivery_workflow_id
     from domain.route_plans import DISPATCH_NOTICE_SIGNAL, DeliveryNotice, dispatch_workflow_id
     from domain.routes import ROUTE_PROGRESS_SIGNAL, StopProgress
 

@@ -22,7 +22,6 @@ with workflow.unsafe.imports_passed_through():
         PlanStatus,
     )
     from domain.routing import OptimizeRoutesInput, SolveOptions
-    from domain.workflow_names import plan_workflow_id as plan_workflow_id
 
 P = PlanStatus
 IO_TIMEOUT = timedelta(seconds=60)

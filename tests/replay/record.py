@@ -41,6 +41,7 @@ from domain.reconcile import ReconcileInput
 from domain.route_plans import ApplyPlanRequest, DispatchInput, PlanRequest, dispatch_workflow_id
 from domain.routes import ResequenceRequest, RouteInput, RouteStop
 from domain.search_attributes import KEYWORD_ATTRIBUTES
+from domain.workflow_names import plan_workflow_id
 from plumbing.converter import DATA_CONVERTER
 from plumbing.temporal import TemporalConnector
 from tests.integration.workflows.delivery_support import DISPATCHER, DROP, driver, make_input
@@ -51,7 +52,7 @@ from workflows.delivery import DeliveryWorkflow
 from workflows.dispatch import DispatchWorkflow
 from workflows.reconcile import ReconcileWorkflow
 from workflows.route import RouteWorkflow
-from workflows.route_plan import RoutePlanWorkflow, plan_workflow_id
+from workflows.route_plan import RoutePlanWorkflow
 from workflows.system_check import SystemCheckWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"

@@ -26,13 +26,14 @@ from api.resources import Resources
 from db.models import Depot, RoutePlanRow, RouteRow, Vehicle
 from db.repositories.analytics import routes_of_shift
 from domain.ids import uuid7
+from domain.reconcile import delivery_workflow_id
 from domain.roles import Role
 from tests.integration.api.conftest import LoginFn
 from tests.integration.api.test_auth import assert_problem
 from tests.integration.api.test_deliveries import body as delivery_body
 from tests.integration.workflows.delivery_support import make_input
 from tests.support import Tenant, make_tenant
-from workflows.delivery import DeliveryWorkflow, delivery_workflow_id
+from workflows.delivery import DeliveryWorkflow
 
 DEPOT = {"name": "Home", "location": {"lat": 52.5, "lon": 13.4}, "timezone": "UTC"}
 

@@ -25,6 +25,7 @@ from websockets.asyncio.client import ClientConnection
 from api.resources import Resources
 from domain.roles import Role
 from domain.route_plans import PlanRequest
+from domain.workflow_names import plan_workflow_id
 from plumbing.temporal import TemporalConnector
 from tests.integration.sockets.support import (
     driver_token,
@@ -39,7 +40,7 @@ from tests.support import PASSWORD, free_port, make_tenant, test_settings
 from tests.unit.test_monitoring_files import metric_names
 from waybill.services import ApiService, SocketService, WorkerService
 from workers.metrics import sdk_metrics_runtime
-from workflows.route_plan import RoutePlanWorkflow, plan_workflow_id
+from workflows.route_plan import RoutePlanWorkflow
 
 PROMETHEUS = shutil.which("prometheus")
 POSITIONS = 20
