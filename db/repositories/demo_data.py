@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import DeliveryRow, Depot, Driver, Vehicle
-from db.upsert import insert_ignoring
+from db.upsert import insert_ignoring_into
 
 # Where a vehicle without a home depot starts its synthetic day (Berlin).
 DEFAULT_START = (52.52, 13.40)
@@ -33,10 +33,8 @@ async def insert_delivery_rows(
     """Projection rows in one transaction; rows already there (same id) are left as they are."""
     if not rows:
         return
-    table = DeliveryRow.__table__
-    assert isinstance(table, Table)
     async with sessionmaker() as session, session.begin():
-        await session.execute(insert_ignoring(session.get_bind().dialect.name, table, ["id"]), list(rows))
+        await session.execute(insert_ignoring_into(session, DeliveryRow, ["id"]), list(rows))
 
 
 async def fleet_of(session: AsyncSession, organization_id: uuid.UUID) -> list[FleetVehicle]:

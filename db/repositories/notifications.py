@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import (
@@ -22,7 +22,7 @@ from db.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from db.upsert import insert_ignoring
+from db.upsert import insert_ignoring_into
 from domain.ids import uuid7
 
 # Messages --------------------------------------------------------------------------------------
@@ -30,11 +30,8 @@ from domain.ids import uuid7
 
 async def add_message(session: AsyncSession, **values: Any) -> None:
     """A pending message, unless the event already has one for that channel and recipient."""
-    table = NotificationRow.__table__
-    assert isinstance(table, Table)
-    dialect = session.get_bind().dialect.name
     await session.execute(
-        insert_ignoring(dialect, table, ["event_id", "channel", "recipient"]).values(
+        insert_ignoring_into(session, NotificationRow, ["event_id", "channel", "recipient"]).values(
             id=uuid7(), status="pending", **values
         )
     )
@@ -85,11 +82,8 @@ async def active_subscriptions(
 
 async def add_webhook_delivery(session: AsyncSession, sub: WebhookSubscription, **values: Any) -> None:
     """A pending delivery of the event to the subscription, unless it has one."""
-    table = WebhookDelivery.__table__
-    assert isinstance(table, Table)
-    dialect = session.get_bind().dialect.name
     await session.execute(
-        insert_ignoring(dialect, table, ["subscription_id", "event_id"]).values(
+        insert_ignoring_into(session, WebhookDelivery, ["subscription_id", "event_id"]).values(
             id=uuid7(),
             organization_id=sub.organization_id,
             subscription_id=sub.id,

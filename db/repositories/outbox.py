@@ -6,11 +6,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import NotificationOutbox
-from db.upsert import insert_ignoring
+from db.upsert import insert_ignoring_into
 
 
 async def record_event(
@@ -24,11 +24,8 @@ async def record_event(
     payload: dict[str, Any],
 ) -> None:
     """Insert the event unless it is there (a retried notify activity)."""
-    table = NotificationOutbox.__table__
-    assert isinstance(table, Table)
-    dialect = session.get_bind().dialect.name
     await session.execute(
-        insert_ignoring(dialect, table, ["workflow_id", "sequence", "event"]).values(
+        insert_ignoring_into(session, NotificationOutbox, ["workflow_id", "sequence", "event"]).values(
             organization_id=organization_id,
             delivery_id=delivery_id,
             workflow_id=workflow_id,

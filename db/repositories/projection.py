@@ -7,11 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import DeliveryRow
-from db.upsert import insert_ignoring
+from db.upsert import insert_ignoring_into
 from domain.delivery import DeliveryState
 from plumbing.codec import to_json_text, to_jsonable
 
@@ -54,11 +54,8 @@ async def write_projection(session: AsyncSession, state: DeliveryState, occurred
     if moved.rowcount:  # type: ignore[attr-defined]
         return True
     # Not there yet (created outside the API) or already newer: insert-if-absent covers both.
-    table = DeliveryRow.__table__
-    assert isinstance(table, Table)
-    dialect = session.get_bind().dialect.name
     inserted = await session.execute(
-        insert_ignoring(dialect, table, ["id"]).values(
+        insert_ignoring_into(session, DeliveryRow, ["id"]).values(
             id=delivery_id,
             organization_id=uuid.UUID(state.organization_id),
             created_at=state.created_at or occurred_at,

@@ -7,11 +7,11 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, or_, update
+from sqlalchemy import and_, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import RoutePlanRow, RouteRow
-from db.upsert import insert_ignoring
+from db.upsert import insert_ignoring_into
 from domain.route_plans import PlanState
 from domain.routes import RouteState
 from plumbing.codec import to_jsonable
@@ -27,10 +27,8 @@ async def save_plan(session: AsyncSession, state: PlanState) -> None:
         "updated_at": state.updated_at or datetime.now(UTC),
     }
     plan_id = uuid.UUID(state.plan_id)
-    table = RoutePlanRow.__table__
-    assert isinstance(table, Table)
     await session.execute(
-        insert_ignoring(session.get_bind().dialect.name, table, ["id"]).values(
+        insert_ignoring_into(session, RoutePlanRow, ["id"]).values(
             id=plan_id,
             organization_id=uuid.UUID(req.organization_id),
             depot_id=uuid.UUID(req.depot_id),
@@ -74,10 +72,8 @@ async def write_route(session: AsyncSession, state: RouteState) -> None:
         .values(**values)
     )
     if moved.rowcount == 0:  # type: ignore[attr-defined]
-        table = RouteRow.__table__
-        assert isinstance(table, Table)
         await session.execute(
-            insert_ignoring(session.get_bind().dialect.name, table, ["id"]).values(
+            insert_ignoring_into(session, RouteRow, ["id"]).values(
                 id=state.route_id,
                 organization_id=uuid.UUID(state.organization_id),
                 vehicle_id=uuid.UUID(state.vehicle_id),
